@@ -1,0 +1,74 @@
+"""Domain exceptions. No HTTP here: ``service.api.errors`` maps each leaf to a response.
+
+Every leaf only sets attributes; the mapping table decides status codes.
+"""
+
+from __future__ import annotations
+
+
+class ForecastError(Exception):
+    """Base of every error the service reports to a client."""
+
+    title = "Forecasting error"
+    code = "error"
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+
+
+class InvalidInput(ForecastError):
+    """The request is well-formed but its values break the model contract."""
+
+    title = "Invalid input"
+    code = "invalid-input"
+
+
+class UnknownModel(ForecastError):
+    title = "Unknown model"
+    code = "unknown-model"
+
+
+class UnknownStream(ForecastError):
+    title = "Unknown stream"
+    code = "unknown-stream"
+
+
+class Conflict(ForecastError):
+    """The request cannot apply to the stream as it is now."""
+
+    title = "Conflict"
+    code = "conflict"
+
+
+class StateMismatch(Conflict):
+    """The stream's state was made by a model that is not the one serving it now."""
+
+    title = "Stream state belongs to another model"
+    code = "state-mismatch"
+
+
+class PayloadTooLarge(ForecastError):
+    title = "Payload too large"
+    code = "payload-too-large"
+
+
+class ModelNotReady(ForecastError):
+    title = "Model not ready"
+    code = "model-not-ready"
+
+
+class StoreUnavailable(ForecastError):
+    """The state store cannot be reached; the client should retry later."""
+
+    title = "State store unavailable"
+    code = "store-unavailable"
+
+    def __init__(self, detail: str, *, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class ModelRefused(Exception):
+    """A model directory does not conform to the contract (raised at load, never to clients)."""

@@ -1,0 +1,88 @@
+"""One typed settings object, read from ``FORECAST_*`` environment variables.
+
+Bad values fail at start-up with pydantic's message naming the variable; nothing silently
+defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The demo repository shipped in the source tree (``models/repository``).
+DEFAULT_MODEL_REPOSITORY = Path(__file__).resolve().parent.parent / "models" / "repository"
+
+
+class Settings(BaseSettings):
+    """Service configuration. Each field maps to ``FORECAST_<FIELD>`` (case-insensitive)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FORECAST_", extra="forbid", frozen=True, validate_default=True
+    )
+
+    model_repository: Path = Field(
+        default=DEFAULT_MODEL_REPOSITORY,
+        description="Directory laid out as <repository>/<name>/<version>/model.onnx + model.json.",
+    )
+    providers: Literal["auto", "cuda", "cpu"] = Field(
+        default="auto",
+        description="onnxruntime execution providers: auto picks CUDA when present, else CPU.",
+    )
+    store_url: str = Field(
+        default="memory://",
+        description="State store: memory:// (embedded, lost on exit) or redis://host:port/db.",
+    )
+    stream_ttl_seconds: float = Field(
+        default=7 * 24 * 3600.0,
+        gt=0,
+        description="A stream that receives no observation for this long is forgotten.",
+    )
+    store_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="Upper bound on every state store call."
+    )
+    key_prefix: str = Field(
+        default="fcst", min_length=1, description="Namespace of every key the service writes."
+    )
+    tenant: str = Field(
+        default="default",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Tenant that owns the streams of unauthenticated requests.",
+    )
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above)."
+    )
+    max_observations: int = Field(
+        default=10_000, ge=1, description="Most observations in one request (413 above)."
+    )
+    max_series: int = Field(
+        default=1_000, ge=1, description="Most series in one stateless forecast request."
+    )
+    cas_retries: int = Field(
+        default=16, ge=1, description="Compare-and-set attempts before a write is reported as 409."
+    )
+    inference_threads: int = Field(
+        default=0, ge=0, description="onnxruntime intra-op threads per session; 0 lets it choose."
+    )
+    host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port the HTTP server binds.")
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        default="info", description="Log level of the service and the ASGI server."
+    )
+
+    @field_validator("store_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in {"memory", "redis", "rediss", "redis+cluster"}:
+            raise ValueError(
+                "store_url must start with memory://, redis://, rediss:// or redis+cluster://"
+            )
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value

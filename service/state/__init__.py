@@ -1,0 +1,1 @@
+"""State stores: the protocol, the record codec and the backends."""
