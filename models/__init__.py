@@ -1,0 +1,1 @@
+"""Recurrent forecasters: torch networks, data, training, ONNX export and contract checks."""
