@@ -1,0 +1,1 @@
+"""Thin HTTP handlers over ``service.forecaster``: REST, health and metrics, and the error table."""

@@ -1,0 +1,132 @@
+"""The one table from domain errors to HTTP responses (``application/problem+json``).
+
+Bodies carry ``type``, ``title``, ``status``, ``detail``, ``code`` and, where one input is at
+fault, ``field`` (a dotted/indexed path into the request).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
+
+from service import errors
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger(__name__)
+
+#: Domain error -> HTTP status. The most specific class listed wins.
+STATUS: dict[type[errors.ForecastError], int] = {
+    errors.InvalidInput: 422,
+    errors.UnknownModel: 404,
+    errors.UnknownStream: 404,
+    errors.StateMismatch: 409,
+    errors.Conflict: 409,
+    errors.PayloadTooLarge: 413,
+    errors.ModelNotReady: 503,
+    errors.StoreUnavailable: 503,
+}
+
+
+def status_of(exc: errors.ForecastError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 400
+
+
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {
+        "type": f"urn:stateful-forecast:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if field is not None:
+        body["field"] = field
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _domain(_: Request[Any, Any, Any], exc: errors.ForecastError) -> Response[dict[str, Any]]:
+    headers = None
+    if isinstance(exc, errors.StoreUnavailable):
+        headers = {"Retry-After": str(exc.retry_after)}
+    return problem(status_of(exc), exc.code, exc.title, exc.detail, exc.field, headers)
+
+
+def _field_of(extra: Any) -> str | None:
+    """The offending field of Litestar's validation error list, as ``a.b[0].c``."""
+    if not isinstance(extra, list) or not extra or not isinstance(extra[0], dict):
+        return None
+    key = extra[0].get("key")
+    if not key:
+        return None
+    parts = str(key).split(".")
+    return "".join(f"[{p}]" if p.isdigit() else (f".{p}" if i else p) for i, p in enumerate(parts))
+
+
+def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
+    detail = str(exc.detail)
+    if "JSON" in detail and not exc.extra:
+        return problem(400, "malformed-body", "Malformed request body", detail)
+    messages = exc.extra if isinstance(exc.extra, list) else []
+    text = "; ".join(
+        f"{m.get('key', '')}: {m.get('message', '')}" for m in messages if isinstance(m, dict)
+    )
+    return problem(
+        422,
+        "invalid-input",
+        "Invalid input",
+        text or detail,
+        _field_of(exc.extra),
+    )
+
+
+_HTTP_CODES = {
+    # Litestar raises 400 for a body that is not JSON at all; NaN and Infinity literals are
+    # not JSON either (non-finite values sent as strings reach validation and get a 422).
+    400: ("malformed-body", "Malformed request body"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    413: ("payload-too-large", "Payload too large"),
+}
+
+
+def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    status = exc.status_code
+    code, title = _HTTP_CODES.get(status, ("http-error", str(exc.detail)))
+    return problem(status, code, title, str(exc.detail), headers=exc.headers)
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(
+        HTTP_500_INTERNAL_SERVER_ERROR,
+        "internal",
+        "Internal server error",
+        "the server failed to handle this request; it has been logged",
+    )
+
+
+def exception_handlers() -> ExceptionHandlersMap:
+    return {
+        errors.ForecastError: _domain,
+        ValidationException: _validation,
+        HTTPException: _http,
+        Exception: _unexpected,
+    }
+
+
+__all__ = ["PROBLEM_JSON", "STATUS", "exception_handlers", "problem", "status_of"]

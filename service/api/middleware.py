@@ -1,0 +1,41 @@
+"""ASGI middleware that counts and times every HTTP request by its route template."""
+
+from __future__ import annotations
+
+import time
+
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.metrics import Metrics
+
+
+def metrics_middleware(metrics: Metrics) -> type:
+    """A middleware class bound to one app's instruments (no global registry)."""
+
+    class RequestMetrics:
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != ScopeType.HTTP:
+                await self.app(scope, receive, send)
+                return
+            start = time.perf_counter()
+            status = 500
+
+            async def send_wrapper(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            try:
+                await self.app(scope, receive, send_wrapper)
+            finally:
+                route = str(scope.get("path_template") or "unmatched")
+                method = scope.get("method", "")
+                metrics.requests.labels(route, method, str(status)).inc()
+                metrics.request_latency.labels(route, method).observe(time.perf_counter() - start)
+
+    return RequestMetrics

@@ -1,0 +1,144 @@
+"""REST handlers: stateless forecasts, streams, and model metadata. Each one is a thin call."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Response, delete, get, post, put
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from service.api.schemas import (
+    ForecastRequest,
+    ForecastResponse,
+    ObserveOut,
+    ObserveRequest,
+    SeriesForecastOut,
+    StreamCreate,
+    StreamOut,
+    forecast_out,
+    observe_out,
+    stream_out,
+    to_observations,
+)
+from service.errors import PayloadTooLarge
+from service.forecaster import STREAM_ID_PATTERN, Forecaster
+from service.registry import ModelRegistry
+from service.runtime import ModelRuntime
+
+StreamId = Annotated[
+    str, Parameter(description="Stream id, unique within the tenant.", pattern=STREAM_ID_PATTERN)
+]
+
+
+def model_summary(runtime: ModelRuntime) -> dict[str, Any]:
+    m = runtime.manifest
+    return {
+        "name": m.name,
+        "version": m.version,
+        "kind": m.kind,
+        "features": m.features,
+        "target": m.target,
+        "frequency": m.frequency,
+        "horizon": m.horizon,
+        "quantiles": m.quantiles,
+        "state_size": m.state_size,
+        "fingerprint": runtime.fingerprint,
+        "providers": runtime.providers,
+        "description": m.description,
+    }
+
+
+class ModelController(Controller):
+    path = "/v1/models"
+    tags = ["models"]
+
+    @get("/", summary="List served models")
+    async def list_models(self, registry: ModelRegistry) -> dict[str, Any]:
+        return {
+            "models": [
+                {
+                    "name": name,
+                    "versions": [r.version for r in registry.versions(name)],
+                    "latest": model_summary(registry.get(name)),
+                }
+                for name in registry.names()
+            ]
+        }
+
+    @get("/{name:str}", summary="One model: every version with its manifest")
+    async def get_model(self, registry: ModelRegistry, name: str) -> dict[str, Any]:
+        latest = registry.get(name)
+        return {
+            "name": name,
+            "latest": latest.version,
+            "versions": [
+                {
+                    **model_summary(r),
+                    "training": _dump(r.manifest.training),
+                    "accuracy": r.manifest.accuracy,
+                }
+                for r in registry.versions(name)
+            ],
+        }
+
+    @post("/{name:str}/forecast", summary="Stateless forecast of whole series", status_code=200)
+    async def forecast(
+        self, forecaster: Forecaster, max_series: int, name: str, data: ForecastRequest
+    ) -> ForecastResponse:
+        if len(data.series) > max_series:
+            raise PayloadTooLarge(
+                f"{len(data.series)} series exceed the limit of {max_series}", field="series"
+            )
+        series = [
+            to_observations(s.observations, f"series[{i}].observations")
+            for i, s in enumerate(data.series)
+        ]
+        results = await forecaster.forecast(name, data.version, series)
+        return ForecastResponse(
+            forecasts=[
+                SeriesForecastOut(id=s.id, **forecast_out(f).__dict__)
+                for s, f in zip(data.series, results, strict=True)
+            ]
+        )
+
+
+class StreamController(Controller):
+    path = "/v1/streams"
+    tags = ["streams"]
+
+    @put("/{stream_id:str}", summary="Create or reset a stream bound to a model")
+    async def put_stream(
+        self, forecaster: Forecaster, tenant: str, stream_id: StreamId, data: StreamCreate
+    ) -> Response[ObserveOut]:
+        history = None if data.history is None else to_observations(data.history, "history")
+        result = await forecaster.create_stream(
+            tenant, stream_id, data.model, data.version, history
+        )
+        status = HTTP_201_CREATED if result.created else HTTP_200_OK
+        return Response(observe_out(result), status_code=status)
+
+    @get("/{stream_id:str}", summary="A stream's position and latest forecast")
+    async def get_stream(
+        self, forecaster: Forecaster, tenant: str, stream_id: StreamId
+    ) -> StreamOut:
+        return stream_out(await forecaster.get_stream(tenant, stream_id))
+
+    @delete("/{stream_id:str}", summary="Forget a stream", status_code=HTTP_204_NO_CONTENT)
+    async def delete_stream(self, forecaster: Forecaster, tenant: str, stream_id: StreamId) -> None:
+        await forecaster.delete_stream(tenant, stream_id)
+
+    @post(
+        "/{stream_id:str}/observations",
+        summary="Apply new readings and return the updated forecast",
+        status_code=HTTP_200_OK,
+    )
+    async def observe(
+        self, forecaster: Forecaster, tenant: str, stream_id: StreamId, data: ObserveRequest
+    ) -> ObserveOut:
+        obs = to_observations(data.observations, "observations")
+        return observe_out(await forecaster.observe(tenant, stream_id, obs))
+
+
+def _dump(value: Any) -> Any:
+    return None if value is None else value.model_dump(exclude_none=True)

@@ -1,0 +1,179 @@
+"""JSON bodies of the REST API (pydantic), and their conversion to and from the core's types."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from service.forecaster import Forecast, Observations, ObserveResult, StreamView
+
+Timestamp = Annotated[
+    datetime,
+    Field(
+        description="ISO 8601 date-time (UTC if no offset is given) or Unix epoch seconds.",
+        examples=["2026-11-23T08:00:00Z"],
+    ),
+]
+
+
+class ObservationIn(BaseModel):
+    """One reading: a timestamp and either ``values`` (one per model feature) or ``value``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timestamp: Timestamp
+    values: list[float] | None = Field(
+        default=None, description="One value per model feature, in the manifest's order."
+    )
+    value: float | None = Field(
+        default=None, description="Shorthand for ``values`` when the model has one feature."
+    )
+
+    @model_validator(mode="after")
+    def _one_of_value_or_values(self) -> ObservationIn:
+        if (self.values is None) == (self.value is None):
+            raise ValueError("give exactly one of 'value' and 'values'")
+        return self
+
+    def row(self) -> list[float]:
+        return self.values if self.values is not None else [self.value]  # type: ignore[list-item]
+
+
+def epoch(ts: datetime) -> float:
+    """Epoch seconds; a naive date-time is taken as UTC, never as the server's local time."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.timestamp()
+
+
+def to_observations(items: list[ObservationIn], field: str) -> Observations:
+    return Observations.build(
+        [epoch(o.timestamp) for o in items], [o.row() for o in items], field=field
+    )
+
+
+def from_epoch(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, tz=UTC)
+
+
+class SeriesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(default=None, description="Echoed back with this series' forecast.")
+    observations: list[ObservationIn] = Field(min_length=1)
+
+
+class ForecastRequest(BaseModel):
+    """Stateless forecast of one or many whole series, each from the model's initial state."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int | None = Field(default=None, ge=1, description="Model version; latest if absent.")
+    series: list[SeriesIn] = Field(min_length=1)
+
+
+class StreamCreate(BaseModel):
+    """Bind a stream to a model (replacing any stream of that id), optionally warmed up."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="Model name.")
+    version: int | None = Field(default=None, ge=1, description="Model version; latest if absent.")
+    history: list[ObservationIn] | None = Field(
+        default=None, description="Past readings applied before the stream is stored."
+    )
+
+
+class ObserveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    observations: list[ObservationIn] = Field(
+        min_length=1, description="New readings in increasing time order."
+    )
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: int
+
+
+class StepOut(BaseModel):
+    step: int = Field(description="1 for the first step after the last observation.")
+    timestamp: datetime | None
+    median: float
+    quantiles: dict[str, float] = Field(description="Quantile level (as text) to value.")
+
+
+class ForecastOut(BaseModel):
+    model: ModelRef
+    target: str
+    origin: datetime | None = Field(description="Timestamp of the last observation used.")
+    steps: list[StepOut]
+
+
+class SeriesForecastOut(ForecastOut):
+    id: str | None = None
+
+
+class ForecastResponse(BaseModel):
+    forecasts: list[SeriesForecastOut]
+
+
+class StreamOut(BaseModel):
+    stream_id: str
+    model: ModelRef
+    seq: int = Field(description="Observations applied since the stream was created.")
+    last_timestamp: datetime | None
+    forecast: ForecastOut | None
+
+
+class ObserveOut(StreamOut):
+    applied: int = Field(description="Observations of this request applied to the state.")
+    skipped: list[datetime] = Field(
+        description="Timestamps skipped as duplicates (at or before the stream's last one)."
+    )
+
+
+def quantile_label(q: float) -> str:
+    return format(q, "g")
+
+
+def forecast_out(forecast: Forecast) -> ForecastOut:
+    labels = [quantile_label(q) for q in forecast.quantiles]
+    values = forecast.values.tolist()
+    steps = [
+        StepOut(
+            step=k + 1,
+            timestamp=from_epoch(ts),
+            median=row[forecast.median_index],
+            quantiles=dict(zip(labels, row, strict=True)),
+        )
+        for k, (ts, row) in enumerate(zip(forecast.step_timestamps(), values, strict=True))
+    ]
+    return ForecastOut(
+        model=ModelRef(name=forecast.model, version=forecast.version),
+        target=forecast.target,
+        origin=from_epoch(forecast.origin),
+        steps=steps,
+    )
+
+
+def stream_out(view: StreamView) -> StreamOut:
+    return StreamOut(
+        stream_id=view.stream_id,
+        model=ModelRef(name=view.model, version=view.version),
+        seq=view.seq,
+        last_timestamp=from_epoch(view.last_timestamp),
+        forecast=None if view.forecast is None else forecast_out(view.forecast),
+    )
+
+
+def observe_out(result: ObserveResult) -> ObserveOut:
+    base = stream_out(result.stream)
+    return ObserveOut(
+        **base.__dict__,
+        applied=result.applied,
+        skipped=[datetime.fromtimestamp(t, tz=UTC) for t in result.skipped],
+    )

@@ -1,0 +1,133 @@
+"""The application factory. Resources come in as arguments or are opened in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from prometheus_client import CollectorRegistry
+
+from service import __version__
+from service.api.errors import exception_handlers
+from service.api.health import live, metrics, ready
+from service.api.middleware import metrics_middleware
+from service.api.rest import ModelController, StreamController
+from service.forecaster import Forecaster
+from service.metrics import Metrics
+from service.registry import ModelRegistry
+from service.settings import Settings
+from service.state import open_store
+from service.state.base import StateStore
+from service.state.instrumented import InstrumentedStore
+
+log = logging.getLogger("service")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: StateStore | None = None,
+    registry: ModelRegistry | None = None,
+    metrics_registry: CollectorRegistry | None = None,
+) -> Litestar:
+    """Build the app. A store or registry passed in is used as is and not closed by the app.
+
+    Without them the lifespan opens the store from ``settings.store_url`` and loads the model
+    repository (creating every onnxruntime session) before the server accepts requests.
+    """
+    cfg = settings if settings is not None else Settings()
+    instruments = Metrics(metrics_registry)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        own_registry = registry is None
+        own_store = store is None
+        models = registry
+        if models is None:
+            models = await asyncio.to_thread(
+                ModelRegistry.load,
+                cfg.model_repository,
+                providers=cfg.providers,
+                threads=cfg.inference_threads,
+            )
+        backend = store
+        if backend is None:
+            backend = open_store(cfg.store_url, timeout_seconds=cfg.store_timeout_seconds)
+        for runtime in models.all():
+            instruments.model_info.labels(
+                runtime.name,
+                str(runtime.version),
+                runtime.manifest.kind,
+                ",".join(runtime.providers),
+            ).set(1)
+        forecaster = Forecaster(
+            models,
+            InstrumentedStore(backend, instruments),
+            instruments,
+            key_prefix=cfg.key_prefix,
+            ttl_seconds=cfg.stream_ttl_seconds,
+            cas_retries=cfg.cas_retries,
+            max_observations=cfg.max_observations,
+        )
+        app.state.registry = models
+        app.state.metrics = instruments
+        app.state.forecaster = forecaster
+        app.state.started = True
+        log.info(
+            "serving %d model version(s) %s with providers %s; store %s",
+            len(models.all()),
+            [f"{r.name}/{r.version}" for r in models.all()],
+            models.providers_in_use(),
+            cfg.store_url.split("@")[-1],
+        )
+        try:
+            yield
+        finally:
+            app.state.started = False
+            if own_store:
+                await backend.close()
+            if own_registry:
+                models.close()
+
+    return Litestar(
+        route_handlers=[ModelController, StreamController, live, ready, metrics],
+        dependencies={
+            "forecaster": Provide(_forecaster, sync_to_thread=False),
+            "registry": Provide(_registry, sync_to_thread=False),
+            "tenant": Provide(lambda: cfg.tenant, sync_to_thread=False),
+            "max_series": Provide(lambda: cfg.max_series, sync_to_thread=False),
+        },
+        lifespan=[lifespan],
+        exception_handlers=exception_handlers(),
+        middleware=[DefineMiddleware(metrics_middleware(instruments))],
+        request_max_body_size=cfg.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="stateful-forecast",
+            version=__version__,
+            description=(
+                "Per-stream forecasts from recurrent models whose state is kept in a store: "
+                "each reading costs one recurrent step."
+            ),
+            path="/docs",
+            render_plugins=[ScalarRenderPlugin()],
+        ),
+        debug=False,
+    )
+
+
+def _forecaster(state: State) -> Forecaster:
+    forecaster: Forecaster = state.forecaster
+    return forecaster
+
+
+def _registry(state: State) -> ModelRegistry:
+    models: ModelRegistry = state.registry
+    return models

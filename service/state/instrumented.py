@@ -1,0 +1,62 @@
+"""A store wrapper that times every call and counts failures, leaving the backend untouched."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Sequence
+from typing import TypeVar
+
+from service.errors import StoreUnavailable
+from service.metrics import Metrics
+from service.state.base import StateStore
+
+T = TypeVar("T")
+
+
+class InstrumentedStore:
+    """Wraps any ``StateStore`` with latency histograms and error counters per operation."""
+
+    def __init__(self, inner: StateStore, metrics: Metrics) -> None:
+        self.inner = inner
+        self._latency = metrics.store_latency
+        self._errors = metrics.store_errors
+
+    async def _timed(self, op: str, call: Awaitable[T]) -> T:
+        start = time.perf_counter()
+        try:
+            return await call
+        except StoreUnavailable:
+            self._errors.labels(op).inc()
+            raise
+        finally:
+            self._latency.labels(op).observe(time.perf_counter() - start)
+
+    async def get(self, key: str) -> bytes | None:
+        return await self._timed("get", self.inner.get(key))
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return await self._timed("get_many", self.inner.get_many(keys))
+
+    async def compare_and_set(
+        self, key: str, expected_token: bytes | None, value: bytes, ttl_seconds: float
+    ) -> bool:
+        return await self._timed(
+            "cas", self.inner.compare_and_set(key, expected_token, value, ttl_seconds)
+        )
+
+    async def compare_and_set_many(
+        self, items: Sequence[tuple[str, bytes | None, bytes]], ttl_seconds: float
+    ) -> list[bool]:
+        return await self._timed("cas_many", self.inner.compare_and_set_many(items, ttl_seconds))
+
+    async def put(self, key: str, value: bytes, ttl_seconds: float) -> None:
+        await self._timed("put", self.inner.put(key, value, ttl_seconds))
+
+    async def delete(self, key: str) -> bool:
+        return await self._timed("delete", self.inner.delete(key))
+
+    async def ping(self) -> None:
+        await self._timed("ping", self.inner.ping())
+
+    async def close(self) -> None:
+        await self.inner.close()
