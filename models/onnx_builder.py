@@ -55,8 +55,8 @@ def build_recurrent_model(
     quantiles: Sequence[float] = (0.1, 0.5, 0.9),
     seed: int = 0,
     opset: int = 17,
-    mean: Sequence[float] | None = None,
-    scale: Sequence[float] | None = None,
+    mean: npt.ArrayLike | None = None,
+    scale: npt.ArrayLike | None = None,
 ) -> Manifest:
     """Write ``model.onnx`` and ``model.json`` for an untrained recurrent forecaster.
 
@@ -150,7 +150,7 @@ def build_recurrent_model(
 
 
 def _per_feature(
-    values: Sequence[float] | None, n_features: int, default: float, what: str
+    values: npt.ArrayLike | None, n_features: int, default: float, what: str
 ) -> npt.NDArray[np.float32]:
     if values is None:
         return np.full(n_features, default, dtype=np.float32)
