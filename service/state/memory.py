@@ -1,0 +1,134 @@
+"""The embedded in-process store: the default, so the service runs with nothing else installed.
+
+State lives in this process only and is lost when it exits. Every operation runs to its end
+without awaiting, so on one event loop each read-modify-write is atomic, exactly like a Lua
+script on Redis.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from service.state.record import TOKEN_SIZE, token_of
+
+#: Run a sweep after this many operations ...
+_SWEEP_EVERY = 32
+#: ... looking at no more than this many entries, so no call ever pays for the whole store.
+_SWEEP_BATCH = 64
+
+
+class MemoryStore:
+    """A dict of key -> (record, monotonic deadline) with lazy expiry and a bounded sweep.
+
+    Expired entries are dropped when touched, and every ``_SWEEP_EVERY`` operations a sweep
+    visits the ``_SWEEP_BATCH`` least recently written entries, dropping the expired ones and
+    rotating the live ones to the back. So memory follows the live streams, not every stream
+    ever seen, at a cost of a few entries per operation.
+    """
+
+    def __init__(self) -> None:
+        # Ordered by last write (each write moves its key to the back), so with one idle
+        # timeout for all streams the entries that expire first sit at the front.
+        self._entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._ops_since_sweep = 0
+
+    def __len__(self) -> int:
+        """How many entries are held, expired ones not yet dropped included (for tests)."""
+        return len(self._entries)
+
+    async def get(self, key: str) -> bytes | None:
+        self._tick()
+        return self._live(key, time.monotonic())
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        self._tick()
+        now = time.monotonic()
+        return [self._live(key, now) for key in keys]
+
+    async def compare_and_set(
+        self, key: str, expected_token: bytes | None, value: bytes, ttl_seconds: float
+    ) -> bool:
+        _check_args(expected_token, ttl_seconds)
+        self._tick()
+        return self._cas(key, expected_token, value, ttl_seconds, time.monotonic())
+
+    async def compare_and_set_many(
+        self, items: Sequence[tuple[str, bytes | None, bytes]], ttl_seconds: float
+    ) -> list[bool]:
+        for _, token, _ in items:
+            _check_args(token, ttl_seconds)
+        self._tick()
+        now = time.monotonic()
+        return [self._cas(key, token, value, ttl_seconds, now) for key, token, value in items]
+
+    async def put(self, key: str, value: bytes, ttl_seconds: float) -> None:
+        _check_args(None, ttl_seconds)
+        self._tick()
+        self._write(key, value, ttl_seconds, time.monotonic())
+
+    async def delete(self, key: str) -> bool:
+        self._tick()
+        existed = self._live(key, time.monotonic()) is not None
+        self._entries.pop(key, None)
+        return existed
+
+    async def ping(self) -> None:
+        """Always answers: the store is this process."""
+
+    async def close(self) -> None:
+        """Nothing to release; the data stays readable until the object is dropped."""
+
+    def _live(self, key: str, now: float) -> bytes | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        value, deadline = entry
+        if deadline <= now:
+            del self._entries[key]
+            return None
+        return value
+
+    def _cas(
+        self, key: str, expected: bytes | None, value: bytes, ttl_seconds: float, now: float
+    ) -> bool:
+        current = self._live(key, now)
+        if expected is None:
+            if current is not None:
+                return False
+        elif current is None or token_of(current) != expected:
+            return False
+        self._write(key, value, ttl_seconds, now)
+        return True
+
+    def _write(self, key: str, value: bytes, ttl_seconds: float, now: float) -> None:
+        self._entries[key] = (bytes(value), now + ttl_seconds)
+        self._entries.move_to_end(key)
+
+    def _tick(self) -> None:
+        self._ops_since_sweep += 1
+        if self._ops_since_sweep >= _SWEEP_EVERY:
+            self._ops_since_sweep = 0
+            self.sweep(_SWEEP_BATCH)
+
+    def sweep(self, limit: int) -> int:
+        """Visit up to ``limit`` entries from the front; drop expired ones. Returns how many."""
+        now = time.monotonic()
+        dropped = 0
+        for _ in range(min(limit, len(self._entries))):
+            key, (_, deadline) = next(iter(self._entries.items()))
+            if deadline <= now:
+                del self._entries[key]
+                dropped += 1
+            else:
+                self._entries.move_to_end(key)
+        return dropped
+
+
+def _check_args(token: bytes | None, ttl_seconds: float) -> None:
+    """Refuse what can only be a caller's bug, the same way every backend does."""
+    if token is not None and len(token) != TOKEN_SIZE:
+        raise ValueError(f"a compare-and-set token is {TOKEN_SIZE} bytes, got {len(token)}")
+    if not ttl_seconds > 0:
+        raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds}")

@@ -1,0 +1,200 @@
+"""The Redis backend: one key per stream, compare-and-set as one Lua script.
+
+Every call is bounded twice: socket timeouts stop redis-py from waiting on a dead socket, and
+``asyncio.timeout`` bounds the whole call including reconnects. redis-py's default retry
+policy (10 retries with backoff up to a second) would turn a stopped Redis into many seconds
+of waiting per request, so the client gets one immediate retry instead: enough to replace a
+pooled connection that Redis closed while restarting, few enough that an outage is reported
+at once as ``StoreUnavailable``. Connections are re-established on the next call, so the store
+recovers by itself when Redis comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar, cast
+
+import redis.exceptions as redis_errors
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from service.errors import StoreUnavailable
+from service.state.record import TOKEN_SIZE
+
+T = TypeVar("T")
+
+#: Compare-and-set of many keys in one atomic step. KEYS are the stream keys; ARGV[1] is
+#: the time to live in milliseconds, then per key its expected token and its new value.
+#: An empty expected token means "the key must not exist" (a real token is 16 bytes).
+#: Items apply in order, so a key given twice sees the first item's write.
+CAS_SCRIPT = """
+local ttl = ARGV[1]
+local results = {}
+for i, key in ipairs(KEYS) do
+  local expected = ARGV[2 * i]
+  local current = redis.call('GET', key)
+  local ok
+  if expected == '' then
+    ok = not current
+  else
+    ok = current and string.sub(current, 5, 20) == expected
+  end
+  if ok then
+    redis.call('SET', key, ARGV[2 * i + 1], 'PX', ttl)
+    results[i] = 1
+  else
+    results[i] = 0
+  end
+end
+return results
+"""
+
+#: Error replies that mean "Redis cannot serve this now" rather than "this call is wrong";
+#: redis-py raises a plain ``ResponseError`` for those it has no class for.
+_TRANSIENT_REPLIES = ("BUSY ", "MISCONF", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN")
+
+#: Exceptions that mean the backend is unreachable, overloaded or failing over.
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    redis_errors.ConnectionError,  # also BusyLoadingError, MaxConnectionsError
+    redis_errors.TimeoutError,
+    redis_errors.ClusterError,  # ClusterDownError, MasterDownError
+    redis_errors.TryAgainError,
+    redis_errors.ReadOnlyError,
+    redis_errors.OutOfMemoryError,
+    redis_errors.RedisClusterException,  # no reachable node, slot not covered
+    OSError,
+)
+
+
+def client_options(timeout_seconds: float) -> dict[str, Any]:
+    """Client keyword arguments that bound every call (shared with the cluster backend)."""
+    return {
+        "socket_timeout": timeout_seconds,
+        "socket_connect_timeout": timeout_seconds,
+        "retry": Retry(NoBackoff(), retries=1),
+    }
+
+
+async def bounded(awaitable: Awaitable[T], timeout_seconds: float, what: str) -> T:
+    """Await a Redis call for at most ``timeout_seconds``; any outage becomes StoreUnavailable."""
+    retry_after = max(1, math.ceil(timeout_seconds))
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            return await awaitable
+    except TimeoutError as exc:
+        raise StoreUnavailable(
+            f"state store did not answer {what} within {timeout_seconds:g} s",
+            retry_after=retry_after,
+        ) from exc
+    except OUTAGE_ERRORS as exc:
+        raise StoreUnavailable(
+            f"state store unavailable during {what}: {type(exc).__name__}: {exc}",
+            retry_after=retry_after,
+        ) from exc
+    except redis_errors.ResponseError as exc:
+        if str(exc).startswith(_TRANSIENT_REPLIES):
+            raise StoreUnavailable(
+                f"state store cannot serve {what} now: {exc}", retry_after=retry_after
+            ) from exc
+        raise
+
+
+def ttl_milliseconds(ttl_seconds: float) -> int:
+    """Redis wants whole milliseconds; round up so a tiny TTL never becomes "no expiry"."""
+    if not ttl_seconds > 0:
+        raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds}")
+    return max(1, math.ceil(ttl_seconds * 1000))
+
+
+def token_arg(token: bytes | None) -> bytes:
+    """The script's encoding of an expected token: empty for "must not exist"."""
+    if token is None:
+        return b""
+    if len(token) != TOKEN_SIZE:
+        raise ValueError(f"a compare-and-set token is {TOKEN_SIZE} bytes, got {len(token)}")
+    return bytes(token)
+
+
+def cas_arguments(
+    items: Sequence[tuple[str, bytes | None, bytes]], ttl_seconds: float
+) -> tuple[list[str], list[bytes | int]]:
+    """KEYS and ARGV of ``CAS_SCRIPT`` for ``items``."""
+    keys: list[str] = []
+    args: list[bytes | int] = [ttl_milliseconds(ttl_seconds)]
+    for key, token, value in items:
+        keys.append(key)
+        args.append(token_arg(token))
+        args.append(value)
+    return keys, args
+
+
+class RedisStore:
+    """State store on one Redis server (or a proxy that speaks its protocol).
+
+    Args:
+        client: A ``redis.asyncio.Redis`` client. Its socket timeouts and retry policy are the
+            caller's; ``from_url`` builds one with bounded ones.
+        timeout_seconds: Upper bound on every call, reconnects included.
+        close_client: Close ``client`` in ``close()``. True only when the store owns it.
+    """
+
+    def __init__(
+        self, client: Redis, *, timeout_seconds: float = 2.0, close_client: bool = False
+    ) -> None:
+        if not timeout_seconds > 0:
+            raise ValueError(f"timeout_seconds must be positive, got {timeout_seconds}")
+        self._client = client
+        self._timeout = timeout_seconds
+        self._close_client = close_client
+        # EVALSHA, loading the script again by itself if Redis lost its script cache.
+        self._cas = client.register_script(CAS_SCRIPT)
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout_seconds: float = 2.0) -> RedisStore:
+        """A store with its own client for ``redis://`` or ``rediss://`` ``url``; closes it."""
+        client = Redis.from_url(url, **client_options(timeout_seconds))
+        return cls(client, timeout_seconds=timeout_seconds, close_client=True)
+
+    async def get(self, key: str) -> bytes | None:
+        value = await bounded(self._client.get(key), self._timeout, "GET")
+        return cast(bytes | None, value)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        values = await bounded(self._client.mget(list(keys)), self._timeout, "MGET")
+        return cast(list[bytes | None], values)
+
+    async def compare_and_set(
+        self, key: str, expected_token: bytes | None, value: bytes, ttl_seconds: float
+    ) -> bool:
+        keys, args = cas_arguments([(key, expected_token, value)], ttl_seconds)
+        results = await bounded(self._cas(keys=keys, args=args), self._timeout, "compare-and-set")
+        return bool(results[0])
+
+    async def compare_and_set_many(
+        self, items: Sequence[tuple[str, bytes | None, bytes]], ttl_seconds: float
+    ) -> list[bool]:
+        if not items:
+            return []
+        keys, args = cas_arguments(items, ttl_seconds)
+        results = await bounded(self._cas(keys=keys, args=args), self._timeout, "compare-and-set")
+        return [bool(result) for result in results]
+
+    async def put(self, key: str, value: bytes, ttl_seconds: float) -> None:
+        px = ttl_milliseconds(ttl_seconds)
+        await bounded(self._client.set(key, value, px=px), self._timeout, "SET")
+
+    async def delete(self, key: str) -> bool:
+        removed = await bounded(self._client.delete(key), self._timeout, "DEL")
+        return bool(removed)
+
+    async def ping(self) -> None:
+        await bounded(self._client.ping(), self._timeout, "PING")
+
+    async def close(self) -> None:
+        if self._close_client:
+            await self._client.aclose()
