@@ -154,21 +154,7 @@ def load_runtime(
             "the graph is not the one the manifest describes"
         )
 
-    options = ort.SessionOptions()
-    options.log_severity_level = _SESSION_LOG_SEVERITY
-    if threads > 0:
-        options.intra_op_num_threads = threads
-    wanted = _wanted_providers(providers, manifest)
-    try:
-        session = ort.InferenceSession(model_bytes, sess_options=options, providers=wanted)
-    except Exception as exc:  # onnxruntime raises its own pybind classes, not a public base
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelRefused(f"onnxruntime cannot load {onnx_path}: {first_line}") from exc
-
-    in_use = session.get_providers()
-    if CUDA in wanted and CUDA not in in_use:
-        _report_no_cuda(providers, manifest, "onnxruntime fell back to CPU when creating it")
-
+    session = _create_session(model_bytes, onnx_path, manifest, providers, threads)
     check_signature(session.get_inputs(), session.get_outputs(), manifest)
     runtime = ModelRuntime(manifest, session)
     _smoke_test(runtime)
@@ -181,6 +167,37 @@ def load_runtime(
         ", ".join(runtime.providers),
     )
     return runtime
+
+
+def _create_session(
+    model_bytes: bytes,
+    onnx_path: Path,
+    manifest: Manifest,
+    setting: ProviderSetting,
+    threads: int,
+) -> ort.InferenceSession:
+    """A session on the providers ``setting`` asks for, falling back from CUDA to CPU."""
+    options = ort.SessionOptions()
+    options.log_severity_level = _SESSION_LOG_SEVERITY
+    if threads > 0:
+        options.intra_op_num_threads = threads
+    wanted = _wanted_providers(setting, manifest)
+    try:
+        session = ort.InferenceSession(model_bytes, sess_options=options, providers=wanted)
+    except Exception as exc:  # onnxruntime raises its own pybind classes, not a public base
+        if CUDA not in wanted:
+            raise ModelRefused(f"onnxruntime cannot load {onnx_path}: {_first_line(exc)}") from exc
+        _report_no_cuda(setting, manifest, f"the CUDA session failed: {_first_line(exc)}")
+        return _create_session(model_bytes, onnx_path, manifest, "cpu", threads)
+    # onnxruntime may quietly drop CUDA while creating the session: its list has the last say.
+    if CUDA in wanted and CUDA not in session.get_providers():
+        _report_no_cuda(setting, manifest, "onnxruntime fell back to CPU creating the session")
+    return session
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _read_manifest(directory: Path) -> Manifest:

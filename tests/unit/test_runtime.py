@@ -178,6 +178,21 @@ def test_auto_without_gpu_quietly_uses_cpu(
     assert "onnxruntime" not in capfd.readouterr().err
 
 
+def test_session_has_the_last_word_on_cuda(
+    lstm_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Even when the driver probe says yes, a session that ends on CPU is reported as such."""
+    if cuda_usable()[0]:
+        pytest.skip("this machine has a usable GPU; CUDA would really be used")
+    # The probe is the one part that cannot say yes here; onnxruntime then really tries CUDA.
+    monkeypatch.setattr("service.runtime.cuda_usable", lambda: (True, "probe says yes"))
+    with caplog.at_level(logging.WARNING, logger="service.runtime"):
+        runtime = load_runtime(lstm_dir, providers="cuda")
+
+    assert runtime.providers == [CPU]
+    assert "onnxruntime fell back to CPU creating the session" in caplog.text
+
+
 def test_refuses_missing_manifest(lstm_dir: Path) -> None:
     (lstm_dir / MANIFEST_FILE).unlink()
     with pytest.raises(ModelRefused, match=r"no manifest: .*model\.json does not exist"):
