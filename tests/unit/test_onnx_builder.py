@@ -8,6 +8,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from models.onnx_builder import RecurrentKind, build_recurrent_model, main
@@ -242,3 +244,42 @@ def test_command_line_writes_the_demo_repository(
         assert (directory / MANIFEST_FILE).is_file()
         assert manifest.sha256 == file_sha256(directory / ONNX_FILE)
         assert manifest.sha256 in printed
+
+
+@pytest.fixture(scope="module")
+def gru_session(tmp_path_factory: pytest.TempPathFactory) -> ort.InferenceSession:
+    directory = tmp_path_factory.mktemp("gru")
+    build_recurrent_model(
+        directory,
+        kind="gru",
+        name="m",
+        features=FEATURES,
+        target="load",
+        frequency=60,
+        quantiles=[0.1, 0.25, 0.5, 0.75, 0.9],
+        mean=[50.0, 10.0],
+        scale=[5.0, 2.0],
+    )
+    return _session(directory)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    batch=st.integers(1, 6),
+    steps=st.integers(1, 12),
+    spread=st.floats(0.01, 1000.0),
+    seed=st.integers(0, 2**16),
+)
+def test_any_batch_and_length_keep_parity_and_order(
+    gru_session: ort.InferenceSession, batch: int, steps: int, spread: float, seed: int
+) -> None:
+    x = (_series(batch, steps, seed=seed) - 30.0) * spread
+    state = np.zeros((batch, 8), np.float32)
+
+    forecast, _ = _run(gru_session, x.astype(np.float32), state)
+
+    assert forecast.shape == (batch, 4, 5)
+    assert np.all(np.diff(forecast, axis=2) > 0)
+    assert (
+        step_parity_error(lambda a, b: _run(gru_session, a, b), x.astype(np.float32), state) < 1e-4
+    )
