@@ -84,20 +84,30 @@ class StreamRecord:
         else:
             horizon = n_quantiles = 0
             flags, tail = 0, b""
-        header = _HEADER.pack(
-            MAGIC,
-            FORMAT_VERSION,
-            flags,
-            self.incarnation,
-            self.seq,
-            self.last_ts,
-            bytes.fromhex(self.fingerprint),
-            self.version,
-            len(name),
-            horizon,
-            n_quantiles,
-            state.size,
-        )
+        try:
+            fingerprint = bytes.fromhex(self.fingerprint)
+        except ValueError as exc:
+            raise RecordError(f"fingerprint {self.fingerprint!r} is not hex") from exc
+        if len(fingerprint) != 32:
+            # struct would pad or cut it silently, and the record would name another model.
+            raise RecordError(f"fingerprint must be a sha256 (32 bytes), got {len(fingerprint)}")
+        try:
+            header = _HEADER.pack(
+                MAGIC,
+                FORMAT_VERSION,
+                flags,
+                self.incarnation,
+                self.seq,
+                self.last_ts,
+                fingerprint,
+                self.version,
+                len(name),
+                horizon,
+                n_quantiles,
+                state.size,
+            )
+        except struct.error as exc:
+            raise RecordError(f"record field out of range: {exc}") from exc
         return b"".join((header, name, state.tobytes(), tail))
 
     @classmethod
@@ -128,7 +138,10 @@ class StreamRecord:
         if len(data) != expected:
             raise RecordError(f"record is {len(data)} bytes, its header says {expected}")
         offset = HEADER_SIZE
-        name = data[offset : offset + name_len].decode("utf-8")
+        try:
+            name = data[offset : offset + name_len].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RecordError("stream record model name is not UTF-8") from exc
         offset += name_len
         state = np.frombuffer(data, dtype="<f4", count=state_size, offset=offset).astype(np.float32)
         offset += 4 * state_size
