@@ -335,6 +335,22 @@ async def test_stopped_redis_is_reported_and_survived(aof_server: RedisServer, k
         await store.close()
 
 
+async def test_redis_restarted_while_idle_is_not_an_error(aof_server: RedisServer) -> None:
+    """Pooled connections die with the server; the next call reconnects instead of failing."""
+    store = open_store(aof_server.url, timeout_seconds=OUTAGE_TIMEOUT)
+    try:
+        value = record(2).encode()
+        await store.put(key("s"), value, TTL)
+        assert await store.get_many([key("s")]) == [value]
+
+        aof_server.restart()
+
+        assert await store.get(key("s")) == value
+        assert await store.compare_and_set(key("s"), token_of(value), record(3).encode(), TTL)
+    finally:
+        await store.close()
+
+
 async def test_frozen_redis_times_out_and_recovers(aof_server: RedisServer) -> None:
     """A server that accepts nothing and answers nothing (SIGSTOP) must not hang a caller."""
     store = open_store(aof_server.url, timeout_seconds=OUTAGE_TIMEOUT)
