@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from service import __version__
 from service.api.errors import exception_handlers
 from service.api.health import live, metrics, ready
+from service.api.kserve import v2_router
 from service.api.middleware import metrics_middleware
 from service.api.rest import ModelController, StreamController
 from service.forecaster import Forecaster
@@ -98,7 +99,7 @@ def create_app(
                 models.close()
 
     return Litestar(
-        route_handlers=[ModelController, StreamController, live, ready, metrics],
+        route_handlers=[ModelController, StreamController, live, ready, metrics, v2_router(cfg)],
         dependencies={
             "forecaster": Provide(_forecaster, sync_to_thread=False),
             "registry": Provide(_registry, sync_to_thread=False),
