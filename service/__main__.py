@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from pydantic import ValidationError
@@ -12,8 +13,12 @@ def main() -> None:
     import uvicorn
 
     from service.app import create_app
-    from service.settings import Settings
+    from service.settings import Settings, unknown_variables
 
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        print(f"unknown settings (typo?): {', '.join(unknown)}", file=sys.stderr)
+        raise SystemExit(2)
     try:
         settings = Settings()
     except ValidationError as exc:

@@ -121,6 +121,8 @@ def create_app(
             render_plugins=[ScalarRenderPlugin()],
         ),
         debug=False,
+        # Logging is the host's business (``__main__`` configures it); Litestar adds none.
+        logging_config=None,
     )
 
 

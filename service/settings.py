@@ -6,6 +6,7 @@ defaults.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -86,3 +87,14 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """``FORECAST_*`` variables that name no setting: almost always a typo worth refusing."""
+    prefix = "FORECAST_"
+    known = {name.upper() for name in Settings.model_fields}
+    return sorted(
+        key
+        for key in environ
+        if key.upper().startswith(prefix) and key.upper()[len(prefix) :] not in known
+    )

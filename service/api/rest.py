@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Response, delete, get, post, put
-from litestar.params import Parameter
+from litestar.params import FromPath, JSONBody, PathParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from service.api.deps import ForecasterDep, MaxSeriesDep, RegistryDep, TenantDep
 from service.api.schemas import (
     ForecastRequest,
     ForecastResponse,
@@ -22,12 +23,12 @@ from service.api.schemas import (
     to_observations,
 )
 from service.errors import PayloadTooLarge
-from service.forecaster import STREAM_ID_PATTERN, Forecaster
-from service.registry import ModelRegistry
+from service.forecaster import STREAM_ID_PATTERN
 from service.runtime import ModelRuntime
 
 StreamId = Annotated[
-    str, Parameter(description="Stream id, unique within the tenant.", pattern=STREAM_ID_PATTERN)
+    str,
+    PathParameter(description="Stream id, unique within the tenant.", pattern=STREAM_ID_PATTERN),
 ]
 
 
@@ -54,7 +55,7 @@ class ModelController(Controller):
     tags = ["models"]
 
     @get("/", summary="List served models")
-    async def list_models(self, registry: ModelRegistry) -> dict[str, Any]:
+    async def list_models(self, registry: RegistryDep) -> dict[str, Any]:
         return {
             "models": [
                 {
@@ -67,7 +68,7 @@ class ModelController(Controller):
         }
 
     @get("/{name:str}", summary="One model: every version with its manifest")
-    async def get_model(self, registry: ModelRegistry, name: str) -> dict[str, Any]:
+    async def get_model(self, registry: RegistryDep, name: FromPath[str]) -> dict[str, Any]:
         latest = registry.get(name)
         return {
             "name": name,
@@ -84,7 +85,11 @@ class ModelController(Controller):
 
     @post("/{name:str}/forecast", summary="Stateless forecast of whole series", status_code=200)
     async def forecast(
-        self, forecaster: Forecaster, max_series: int, name: str, data: ForecastRequest
+        self,
+        forecaster: ForecasterDep,
+        max_series: MaxSeriesDep,
+        name: FromPath[str],
+        data: JSONBody[ForecastRequest],
     ) -> ForecastResponse:
         if len(data.series) > max_series:
             raise PayloadTooLarge(
@@ -109,7 +114,11 @@ class StreamController(Controller):
 
     @put("/{stream_id:str}", summary="Create or reset a stream bound to a model")
     async def put_stream(
-        self, forecaster: Forecaster, tenant: str, stream_id: StreamId, data: StreamCreate
+        self,
+        forecaster: ForecasterDep,
+        tenant: TenantDep,
+        stream_id: StreamId,
+        data: JSONBody[StreamCreate],
     ) -> Response[ObserveOut]:
         history = None if data.history is None else to_observations(data.history, "history")
         result = await forecaster.create_stream(
@@ -120,12 +129,14 @@ class StreamController(Controller):
 
     @get("/{stream_id:str}", summary="A stream's position and latest forecast")
     async def get_stream(
-        self, forecaster: Forecaster, tenant: str, stream_id: StreamId
+        self, forecaster: ForecasterDep, tenant: TenantDep, stream_id: StreamId
     ) -> StreamOut:
         return stream_out(await forecaster.get_stream(tenant, stream_id))
 
     @delete("/{stream_id:str}", summary="Forget a stream", status_code=HTTP_204_NO_CONTENT)
-    async def delete_stream(self, forecaster: Forecaster, tenant: str, stream_id: StreamId) -> None:
+    async def delete_stream(
+        self, forecaster: ForecasterDep, tenant: TenantDep, stream_id: StreamId
+    ) -> None:
         await forecaster.delete_stream(tenant, stream_id)
 
     @post(
@@ -134,7 +145,11 @@ class StreamController(Controller):
         status_code=HTTP_200_OK,
     )
     async def observe(
-        self, forecaster: Forecaster, tenant: str, stream_id: StreamId, data: ObserveRequest
+        self,
+        forecaster: ForecasterDep,
+        tenant: TenantDep,
+        stream_id: StreamId,
+        data: JSONBody[ObserveRequest],
     ) -> ObserveOut:
         obs = to_observations(data.observations, "observations")
         return observe_out(await forecaster.observe(tenant, stream_id, obs))

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 import httpx
 
@@ -28,6 +29,7 @@ class ServiceProcess:
         self.env = {**(env or {})}
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
+        self._log_file: BinaryIO | None = None
 
     @property
     def url(self) -> str:
@@ -42,7 +44,9 @@ class ServiceProcess:
             "FORECAST_LOG_LEVEL": "warning",
             **self.env,
         }
-        out = self.log.open("ab") if self.log is not None else subprocess.DEVNULL
+        out: BinaryIO | int = subprocess.DEVNULL
+        if self.log is not None:
+            self._log_file = out = self.log.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "service"], cwd=ROOT, env=env, stdout=out, stderr=out
         )
@@ -61,6 +65,9 @@ class ServiceProcess:
             time.sleep(0.05)
 
     def stop(self, *, kill: bool = False) -> None:
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
         if self.process is None:
             return
         if self.process.poll() is None:
