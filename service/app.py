@@ -16,12 +16,15 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from prometheus_client import CollectorRegistry
 
 from service import __version__
+from service.api.admin import AdminController
+from service.api.auth import Authenticator, announce, auth_guard, provide_tenant
 from service.api.errors import exception_handlers
 from service.api.health import live, metrics, ready
 from service.api.kserve import v2_router
 from service.api.middleware import metrics_middleware
 from service.api.rest import ModelController, StreamController
 from service.forecaster import Forecaster
+from service.lifecycle import model_lifecycle
 from service.metrics import Metrics
 from service.registry import ModelRegistry
 from service.settings import Settings
@@ -46,6 +49,8 @@ def create_app(
     """
     cfg = settings if settings is not None else Settings()
     instruments = Metrics(metrics_registry)
+    # Built here, not in the lifespan, so bad key settings stop the app before it serves.
+    authenticator = Authenticator.from_settings(cfg)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -99,14 +104,25 @@ def create_app(
                 models.close()
 
     return Litestar(
-        route_handlers=[ModelController, StreamController, live, ready, metrics, v2_router(cfg)],
+        route_handlers=[
+            ModelController,
+            StreamController,
+            AdminController,
+            live,
+            ready,
+            metrics,
+            v2_router(cfg),
+        ],
         dependencies={
             "forecaster": Provide(_forecaster, sync_to_thread=False),
             "registry": Provide(_registry, sync_to_thread=False),
-            "tenant": Provide(lambda: cfg.tenant, sync_to_thread=False),
+            "tenant": Provide(provide_tenant, sync_to_thread=False),
             "max_series": Provide(lambda: cfg.max_series, sync_to_thread=False),
         },
-        lifespan=[lifespan],
+        # Every route needs a key of the right role, except health, metrics and docs.
+        guards=[auth_guard],
+        state=State({"authenticator": authenticator}),
+        lifespan=[announce(authenticator), lifespan, model_lifecycle(cfg.model_poll_seconds)],
         exception_handlers=exception_handlers(),
         middleware=[DefineMiddleware(metrics_middleware(instruments))],
         request_max_body_size=cfg.max_body_bytes,

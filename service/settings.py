@@ -10,8 +10,36 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Roles of an API key, weakest first; each one may do everything the ones before it may.
+Role = Literal["read", "write", "admin"]
+TENANT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+class ApiKeyEntry(BaseModel):
+    """One API key: the secret (or only its sha256) and the tenant and role it acts as."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: SecretStr | None = Field(
+        default=None, min_length=16, description="The key itself (at least 16 characters)."
+    )
+    sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="Hex sha256 of the key, so the file need not hold the secret.",
+    )
+    tenant: str = Field(pattern=TENANT_PATTERN, description="Tenant whose streams it reaches.")
+    role: Role = Field(description="read < write < admin.")
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> ApiKeyEntry:
+        if (self.key is None) == (self.sha256 is None):
+            raise ValueError("give exactly one of 'key' and 'sha256'")
+        return self
+
 
 #: The demo repository shipped in the source tree (``models/repository``).
 DEFAULT_MODEL_REPOSITORY = Path(__file__).resolve().parent.parent / "models" / "repository"
@@ -71,6 +99,28 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535, description="Port the HTTP server binds.")
     log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
         default="info", description="Log level of the service and the ASGI server."
+    )
+    auth: Literal["auto", "required", "disabled"] = Field(
+        default="auto",
+        description=(
+            "auto: API keys are enforced as soon as any is configured, and without keys every "
+            "request acts as ``tenant`` with the admin role (the quick start; a WARNING says "
+            "so at start-up). required: refuse to start without keys. disabled: ignore the "
+            "keys and let everyone in (loud WARNING)."
+        ),
+    )
+    api_keys: list[ApiKeyEntry] = Field(
+        default_factory=list,
+        description='API keys as JSON: [{"key": "...", "tenant": "acme", "role": "write"}].',
+    )
+    api_keys_file: Path | None = Field(
+        default=None,
+        description="JSON or TOML (by suffix) file of more API keys, under a top-level 'keys'.",
+    )
+    model_poll_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="Re-scan the model repository this often (seconds); 0 turns polling off.",
     )
 
     @field_validator("store_url")

@@ -98,6 +98,8 @@ _HTTP_CODES = {
     # Litestar raises 400 for a body that is not JSON at all; NaN and Infinity literals are
     # not JSON either (non-finite values sent as strings reach validation and get a 422).
     400: ("malformed-body", "Malformed request body"),
+    401: ("unauthenticated", "Authentication required"),
+    403: ("forbidden", "Forbidden"),
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
     413: ("payload-too-large", "Payload too large"),
