@@ -10,18 +10,20 @@ import asyncio
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from service.batching import MicroBatcher, Pending, fresh_start, group_rows, rounds
 from service.errors import (
     Conflict,
+    ForecastError,
     InvalidInput,
     PayloadTooLarge,
     StateMismatch,
+    StoreUnavailable,
     UnknownModel,
     UnknownStream,
 )
@@ -157,27 +159,57 @@ class ObserveResult:
     created: bool = False
 
 
-class _KeyedLocks:
-    """One FIFO lock per key, dropped when nobody holds or waits for it."""
+@dataclass(frozen=True, slots=True)
+class _ObserveItem:
+    key: str
+    stream_id: str
+    obs: Observations
 
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (None, 0))
-        if lock is None:
-            lock = asyncio.Lock()
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
+class _Work:
+    """One stream's state while a batch is applied to it: read once, written once."""
+
+    __slots__ = ("forecast", "key", "last_ts", "record", "runtime", "seq", "state")
+
+    def __init__(self, key: str, record: StreamRecord, runtime: ModelRuntime) -> None:
+        self.key = key
+        self.record = record
+        self.runtime = runtime
+        self.state: FloatArray = record.state
+        self.forecast: FloatArray | None = record.forecast
+        self.seq = record.seq
+        self.last_ts = record.last_ts
+
+    @property
+    def dirty(self) -> bool:
+        return self.seq != self.record.seq
+
+    def updated(self) -> StreamRecord:
+        r = self.record
+        return StreamRecord(
+            model=r.model,
+            version=r.version,
+            fingerprint=r.fingerprint,
+            incarnation=r.incarnation,
+            seq=self.seq,
+            last_ts=self.last_ts,
+            state=self.state,
+            forecast=self.forecast,
+        )
+
+    def view(self, stream_id: str) -> StreamView:
+        last = None if math.isinf(self.last_ts) else self.last_ts
+        forecast = None
+        if self.forecast is not None:
+            forecast = Forecast.of(self.runtime, last, self.forecast)
+        return StreamView(
+            stream_id=stream_id,
+            model=self.record.model,
+            version=self.record.version,
+            seq=self.seq,
+            last_timestamp=last,
+            forecast=forecast,
+        )
 
 
 class Forecaster:
@@ -193,6 +225,8 @@ class Forecaster:
         ttl_seconds: float = 7 * 24 * 3600.0,
         cas_retries: int = 16,
         max_observations: int = 10_000,
+        batch_max_rows: int = 1024,
+        batch_max_delay: float = 0.0,
     ) -> None:
         self.registry = registry
         self.store = store
@@ -201,8 +235,13 @@ class Forecaster:
         self._ttl = ttl_seconds
         self._cas_retries = cas_retries
         self._max_observations = max_observations
-        self._locks = _KeyedLocks()
         self._recent: dict[str, float] = {}
+        self._batcher: MicroBatcher[_ObserveItem, ObserveResult] = MicroBatcher(
+            self._observe_batch,
+            max_items=batch_max_rows,
+            max_delay=batch_max_delay,
+            name="observe-batcher",
+        )
         metrics.active_streams.set_function(self._count_active)
 
     # -- stateless -------------------------------------------------------------------------
@@ -273,9 +312,8 @@ class Forecaster:
             state=state,
             forecast=forecast,
         )
-        async with self._locks.hold(key):
-            existed = await self.store.get(key) is not None
-            await self.store.put(key, record.encode(), self._ttl)
+        existed = await self.store.get(key) is not None
+        await self.store.put(key, record.encode(), self._ttl)
         self.metrics.streams_created.labels(runtime.name).inc()
         if seq:
             self.metrics.observations.labels(runtime.name).inc(seq)
@@ -288,49 +326,154 @@ class Forecaster:
         )
 
     async def observe(self, tenant: str, stream_id: str, obs: Observations) -> ObserveResult:
-        """Apply the observations newer than the stream's last timestamp, in one model call.
+        """Apply the observations newer than the stream's last timestamp.
 
-        Older ones are duplicates: skipped and reported, never applied twice. The write is a
-        compare-and-set on the record's token; a writer that lost a race re-reads and
-        re-applies, so no update is lost across replicas.
+        Older ones are duplicates: skipped and reported, never applied twice. Observations
+        waiting at the same moment, for any streams, are applied together (see
+        ``_observe_batch``).
         """
         key = self._key(tenant, stream_id)
         self._check_size(obs)
-        async with self._locks.hold(key):
-            for _attempt in range(self._cas_retries):
-                record = await self._read(key, stream_id)
-                runtime = self._runtime_for(record, stream_id)
-                obs.check_features(runtime.n_features)
-                start = int(np.searchsorted(obs.timestamps, record.last_ts, side="right"))
-                skipped = tuple(float(t) for t in obs.timestamps[:start])
-                if start == len(obs):
-                    self.metrics.duplicates.labels(runtime.name).inc(len(skipped))
-                    return ObserveResult(self._view(stream_id, record, runtime), 0, skipped)
-                fresh = obs.values[start:]
-                out, new_state = await self._run(runtime, fresh[None], record.state[None])
-                updated = StreamRecord(
-                    model=record.model,
-                    version=record.version,
-                    fingerprint=record.fingerprint,
-                    incarnation=record.incarnation,
-                    seq=record.seq + len(fresh),
-                    last_ts=float(obs.timestamps[-1]),
-                    state=new_state[0],
-                    forecast=out[0],
+        return await self._batcher.submit(_ObserveItem(key, stream_id, obs))
+
+    async def observe_many(
+        self, tenant: str, items: Sequence[tuple[str, Observations]]
+    ) -> list[ObserveResult | ForecastError]:
+        """``observe`` for many streams at once; each stream succeeds or fails on its own."""
+        futures: list[asyncio.Future[ObserveResult] | ForecastError] = []
+        for stream_id, obs in items:
+            try:
+                key = self._key(tenant, stream_id)
+                self._check_size(obs)
+            except ForecastError as exc:
+                futures.append(exc)
+                continue
+            futures.append(self._batcher.submit(_ObserveItem(key, stream_id, obs)))
+        out: list[ObserveResult | ForecastError] = []
+        for one in futures:
+            if isinstance(one, ForecastError):
+                out.append(one)
+                continue
+            try:
+                out.append(await one)
+            except ForecastError as exc:
+                out.append(exc)
+        return out
+
+    async def aclose(self) -> None:
+        """Stop the batch worker; observations still queued fail instead of hanging."""
+        await self._batcher.aclose()
+
+    async def _observe_batch(self, batch: list[Pending[_ObserveItem, ObserveResult]]) -> None:
+        """Apply one batch: one read, one model call per (model, T) and round, one write.
+
+        Every stream's record is read with one ``get_many``. The r-th item of each stream
+        runs in round r, so a stream's items apply in submission order while rows of
+        different streams share a call. All changed records are written with one
+        ``compare_and_set_many``; a stream whose write lost a race against another replica
+        has its items put back at the head of the queue, to be re-read and re-applied.
+        """
+        self.metrics.batch_items.observe(len(batch))
+        keys = list(dict.fromkeys(p.item.key for p in batch))
+        try:
+            raws = await self.store.get_many(keys)
+        except StoreUnavailable as exc:
+            _fail_all(batch, exc)
+            return
+        work: dict[str, _Work | ForecastError] = {}
+        stream_ids = {p.item.key: p.item.stream_id for p in batch}
+        for key, raw in zip(keys, raws, strict=True):
+            try:
+                record = self._decode(raw, stream_ids[key])
+                work[key] = _Work(key, record, self._runtime_for(record, stream_ids[key]))
+            except ForecastError as exc:
+                work[key] = exc
+        live: list[Pending[_ObserveItem, ObserveResult]] = []
+        for pending in batch:
+            target = work[pending.item.key]
+            try:
+                if isinstance(target, ForecastError):
+                    raise target
+                pending.item.obs.check_features(target.runtime.n_features)
+            except ForecastError as exc:
+                pending.future.set_exception(exc)
+                continue
+            live.append(pending)
+
+        views: list[StreamView | None] = [None] * len(live)
+        applied = [0] * len(live)
+        skipped: list[tuple[float, ...]] = [()] * len(live)
+        for level in rounds([p.item.key for p in live]):
+            rows: list[tuple[int, int]] = []  # (index into live, first fresh observation)
+            for i in level:
+                item = live[i].item
+                w = work[item.key]
+                assert isinstance(w, _Work)
+                start = fresh_start(item.obs.timestamps, w.last_ts)
+                skipped[i] = tuple(float(t) for t in item.obs.timestamps[:start])
+                if start == len(item.obs):
+                    views[i] = w.view(item.stream_id)
+                else:
+                    rows.append((i, start))
+            groups = group_rows(
+                [
+                    (_work(work, live[i].item.key).runtime, len(live[i].item.obs) - s)
+                    for i, s in rows
+                ]
+            )
+            for (runtime, _steps), members in groups.items():
+                chosen = [rows[m] for m in members]
+                x = np.stack([live[i].item.obs.values[s:] for i, s in chosen])
+                state = np.stack([_work(work, live[i].item.key).state for i, _ in chosen])
+                forecast, state_out = await self._run(runtime, x, state)
+                for j, (i, s) in enumerate(chosen):
+                    item = live[i].item
+                    w = _work(work, item.key)
+                    w.state, w.forecast = state_out[j], forecast[j]
+                    w.seq += len(item.obs) - s
+                    w.last_ts = float(item.obs.timestamps[-1])
+                    applied[i] = len(item.obs) - s
+                    views[i] = w.view(item.stream_id)
+
+        dirty = [w for w in work.values() if isinstance(w, _Work) and w.dirty]
+        lost: set[str] = set()
+        if dirty:
+            try:
+                written = await self.store.compare_and_set_many(
+                    [(w.key, w.record.token, w.updated().encode()) for w in dirty], self._ttl
                 )
-                if await self.store.compare_and_set(key, record.token, updated.encode(), self._ttl):
-                    self.metrics.observations.labels(runtime.name).inc(len(fresh))
-                    if skipped:
-                        self.metrics.duplicates.labels(runtime.name).inc(len(skipped))
-                    self._touch(key)
-                    return ObserveResult(
-                        self._view(stream_id, updated, runtime), len(fresh), skipped
+            except StoreUnavailable as exc:
+                _fail_all(live, exc)
+                return
+            lost = {w.key for w, ok in zip(dirty, written, strict=True) if not ok}
+        retry: list[Pending[_ObserveItem, ObserveResult]] = []
+        for i, pending in enumerate(live):
+            key = pending.item.key
+            if key in lost:
+                if pending.attempts + 1 >= self._cas_retries:
+                    pending.future.set_exception(
+                        Conflict(
+                            f"stream {pending.item.stream_id!r} is being written too fast from "
+                            "elsewhere; retry",
+                            field="stream_id",
+                        )
                     )
-                self.metrics.cas_conflicts.inc()
-        raise Conflict(
-            f"stream {stream_id!r} is being written too fast from elsewhere; retry",
-            field="stream_id",
-        )
+                else:
+                    retry.append(pending)
+                continue
+            model = _work(work, key).runtime.name
+            if applied[i]:
+                self.metrics.observations.labels(model).inc(applied[i])
+            if skipped[i]:
+                self.metrics.duplicates.labels(model).inc(len(skipped[i]))
+            self._touch(key)
+            view = views[i]
+            assert view is not None
+            pending.future.set_result(ObserveResult(view, applied[i], skipped[i]))
+        if lost:
+            self.metrics.cas_conflicts.inc(len(lost))
+        if retry:
+            self._batcher.retry_first(retry)
 
     async def get_stream(self, tenant: str, stream_id: str) -> StreamView:
         key = self._key(tenant, stream_id)
@@ -343,9 +486,8 @@ class Forecaster:
 
     async def delete_stream(self, tenant: str, stream_id: str) -> None:
         key = self._key(tenant, stream_id)
-        async with self._locks.hold(key):
-            if not await self.store.delete(key):
-                raise UnknownStream(f"stream {stream_id!r} does not exist", field="stream_id")
+        if not await self.store.delete(key):
+            raise UnknownStream(f"stream {stream_id!r} does not exist", field="stream_id")
         self._recent.pop(key, None)
         self.metrics.streams_deleted.inc()
 
@@ -367,7 +509,10 @@ class Forecaster:
             )
 
     async def _read(self, key: str, stream_id: str) -> StreamRecord:
-        raw = await self.store.get(key)
+        return self._decode(await self.store.get(key), stream_id)
+
+    @staticmethod
+    def _decode(raw: bytes | None, stream_id: str) -> StreamRecord:
         if raw is None:
             raise UnknownStream(
                 f"stream {stream_id!r} does not exist (never created, deleted or expired); "
@@ -438,3 +583,15 @@ class Forecaster:
         for k in stale:
             del self._recent[k]
         return float(len(self._recent))
+
+
+def _work(work: dict[str, _Work | ForecastError], key: str) -> _Work:
+    w = work[key]
+    assert isinstance(w, _Work)
+    return w
+
+
+def _fail_all(batch: Sequence[Pending[_ObserveItem, ObserveResult]], exc: Exception) -> None:
+    for pending in batch:
+        if not pending.future.done():
+            pending.future.set_exception(exc)

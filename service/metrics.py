@@ -25,7 +25,7 @@ _LATENCY_BUCKETS = (
     2.5,
     5.0,
 )
-_ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+_ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 
 
 class Metrics:
@@ -65,6 +65,12 @@ class Metrics:
             "forecast_inference_batch_steps",
             "Observations per row (time steps T) per onnxruntime call.",
             ["model", "version"],
+            buckets=_ROW_BUCKETS,
+            registry=r,
+        )
+        self.batch_items = Histogram(
+            "forecast_batch_items",
+            "Observe requests (across streams and connections) processed as one batch.",
             buckets=_ROW_BUCKETS,
             registry=r,
         )

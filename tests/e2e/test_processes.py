@@ -151,4 +151,4 @@ async def test_two_replicas_32_writers_each_observation_sent_four_times(
             r'forecast_observations_applied_total\{model="demo-\w+"\} (\S+)', metrics
         )
     )
-    assert applied == 8 * 12
+    assert applied == 8 * 12, metrics

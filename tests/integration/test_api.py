@@ -358,7 +358,8 @@ async def test_health_metrics_and_docs(client: AsyncTestClient[Any]) -> None:
         'forecast_observations_applied_total{model="demo-lstm"} 4.0',
         'forecast_observations_skipped_total{model="demo-lstm"} 1.0',
         'forecast_inference_batch_rows_count{model="demo-lstm",version="1"}',
-        'forecast_store_duration_seconds_count{op="cas"} 1.0',
+        'forecast_store_duration_seconds_count{op="cas_many"} 1.0',
+        "forecast_batch_items_count 1.0",
         "forecast_active_streams 1.0",
         'forecast_model_info{kind="gru",model="demo-gru",'
         'providers="CPUExecutionProvider",version="1"} 1.0',

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 
 import numpy as np
 import pytest
 
 from service.errors import InvalidInput
-from service.forecaster import Observations, _KeyedLocks
+from service.forecaster import Observations
 
 
 def test_build_converts_and_keeps_order() -> None:
@@ -44,17 +43,3 @@ def test_feature_count_is_checked() -> None:
     obs.check_features(2)
     with pytest.raises(InvalidInput):
         obs.check_features(3)
-
-
-async def test_keyed_locks_serialise_one_key_in_arrival_order_and_forget_it() -> None:
-    locks = _KeyedLocks()
-    order: list[int] = []
-
-    async def hold(key: str, i: int) -> None:
-        async with locks.hold(key):
-            await asyncio.sleep(0.001 * (5 - i))
-            order.append(i)
-
-    await asyncio.gather(*(hold("a", i) for i in range(5)), hold("b", 9))
-    assert [i for i in order if i != 9] == [0, 1, 2, 3, 4]
-    assert locks._locks == {}

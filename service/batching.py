@@ -1,0 +1,157 @@
+"""Cross-request micro-batching: a FIFO queue drained by one worker task, and the pure
+functions that merge waiting observations into model calls and split the results back.
+
+The queue knows nothing about models or stores (``MicroBatcher``); the forecaster supplies
+the function that processes one batch. The pure parts (``rounds``, ``group_rows``,
+``fresh_start``) are tested alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+K = TypeVar("K", bound=Hashable)
+
+
+@dataclass(eq=False, slots=True)
+class Pending(Generic[T, R]):
+    """One submitted item, the future its submitter awaits, and how often it was retried."""
+
+    item: T
+    future: asyncio.Future[R]
+    attempts: int = 0
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+class MicroBatcher(Generic[T, R]):
+    """Items submitted while a batch is being processed form the next batch.
+
+    One worker drains the queue, so batches run one after another and items keep their
+    submission order across batches (what per-stream ordering relies on). ``max_delay``
+    optionally holds a non-full batch open to let more items join; 0 sends what is waiting.
+    """
+
+    def __init__(
+        self,
+        process: Callable[[list[Pending[T, R]]], Awaitable[None]],
+        *,
+        max_items: int,
+        max_delay: float = 0.0,
+        name: str = "batcher",
+    ) -> None:
+        self._process = process
+        self._max_items = max_items
+        self._max_delay = max_delay
+        self._name = name
+        self._queue: deque[Pending[T, R]] = deque()
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def submit(self, item: T) -> asyncio.Future[R]:
+        """Queue ``item``; the returned future resolves when its batch has been processed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        self._queue.append(Pending(item, future))
+        self._ensure_worker()
+        assert self._wakeup is not None
+        self._wakeup.set()
+        return future
+
+    def retry_first(self, pending: Sequence[Pending[T, R]]) -> None:
+        """Put items back at the head of the queue, in the given order, for the next batch."""
+        for one in reversed(pending):
+            one.attempts += 1
+            self._queue.appendleft(one)
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def _ensure_worker(self) -> None:
+        if self._task is None or self._task.done():
+            self._wakeup = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=self._name)
+
+    async def _run(self) -> None:
+        assert self._wakeup is not None
+        wakeup = self._wakeup
+        while True:
+            await wakeup.wait()
+            wakeup.clear()
+            while self._queue:
+                if self._max_delay > 0 and len(self._queue) < self._max_items:
+                    deadline = self._queue[0].enqueued + self._max_delay
+                    pause = deadline - time.monotonic()
+                    if pause > 0:
+                        await asyncio.sleep(pause)
+                count = min(len(self._queue), self._max_items)
+                batch = [self._queue.popleft() for _ in range(count)]
+                try:
+                    await self._process(batch)
+                except asyncio.CancelledError:
+                    _fail(batch, RuntimeError("the service is shutting down"))
+                    raise
+                except Exception as exc:  # the safety net: no submitter waits forever
+                    log.exception("%s: a batch of %d failed", self._name, len(batch))
+                    _fail(batch, exc)
+
+    async def aclose(self) -> None:
+        """Stop the worker; items still queued fail rather than hang."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        _fail(list(self._queue), RuntimeError("the service is shutting down"))
+        self._queue.clear()
+
+
+def _fail(batch: Sequence[Pending[T, R]], exc: BaseException) -> None:
+    for one in batch:
+        if not one.future.done():
+            one.future.set_exception(exc)
+
+
+def rounds(keys: Sequence[K]) -> list[list[int]]:
+    """Indices of ``keys`` in rounds: round r holds the r-th occurrence of every key.
+
+    Within a round every key appears at most once, so its rows can share one model call;
+    a key's later items run in later rounds, after its earlier ones, carrying the state.
+    """
+    seen: dict[K, int] = {}
+    out: list[list[int]] = []
+    for index, key in enumerate(keys):
+        level = seen.get(key, 0)
+        seen[key] = level + 1
+        if level == len(out):
+            out.append([])
+        out[level].append(index)
+    return out
+
+
+def group_rows(groups: Sequence[tuple[K, int]]) -> dict[tuple[K, int], list[int]]:
+    """Row indices by (model, time steps T): each group is one onnxruntime call."""
+    out: dict[tuple[K, int], list[int]] = {}
+    for index, group in enumerate(groups):
+        out.setdefault(group, []).append(index)
+    return out
+
+
+def fresh_start(timestamps: npt.NDArray[np.float64], last_ts: float) -> int:
+    """Index of the first observation newer than ``last_ts`` (timestamps strictly increase)."""
+    return int(np.searchsorted(timestamps, last_ts, side="right"))
