@@ -347,6 +347,50 @@ def dashboard_metrics(dashboard: dict[str, Any]) -> set[str]:
     return names
 
 
+def grafana_to_promql(expr: str) -> str:
+    """A panel query with Grafana's variables filled in as Prometheus would receive it."""
+    expr = re.sub(r"\$__(?:rate_interval|interval|range)\b", "1m", expr)
+    return re.sub(r"\$\w+", ".*", expr)
+
+
+def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
+    """promtool parses every panel query (as recording rules), so a typo cannot hide."""
+    promtool, reason = ensure_tool("promtool", "prometheus")
+    if promtool is None:
+        pytest.skip(reason)
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    exprs = [grafana_to_promql(t["expr"]) for t in _targets(dashboard)]
+    rules: dict[str, Any] = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"dashboard:query_{i}", "expr": e} for i, e in enumerate(exprs)
+                ],
+            }
+        ]
+    }
+    good = tmp_path / "dashboard-rules.yml"
+    good.write_text(yaml.safe_dump(rules))
+    bad = tmp_path / "broken-rules.yml"
+    rules["groups"][0]["rules"][0]["expr"] = exprs[0] + ")"
+    bad.write_text(yaml.safe_dump(rules))
+
+    def check(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [promtool, "check", "rules", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    result = check(good)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(exprs)} rules found" in result.stdout
+    assert check(bad).returncode != 0, "promtool accepted a broken query: the check is void"
+
+
 def test_promql_metric_extraction() -> None:
     expr = (
         'histogram_quantile(0.99, sum by (le, op) (rate(a_bucket{op=~"get|set", x="b c"}[5m])))'
