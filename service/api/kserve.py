@@ -682,7 +682,7 @@ def _series(parsed: InferRequest, runtime: ModelRuntime, row: int) -> Observatio
     return Observations.build(
         cast(Sequence[float], times),
         cast(Sequence[Sequence[float]], parsed.x[row]),
-        field=f"inputs.x[{row}]" if parsed.timestamps is None else f"inputs[{row}]",
+        field=f"x[{row}]",
     )
 
 
@@ -753,7 +753,7 @@ async def _observe_untimed(
     values = cast(Sequence[Sequence[float]], parsed.x[0])
     for _attempt in range(_RESTAMP_ATTEMPTS):
         times = synthetic_times(view.last_timestamp, steps, period)
-        obs = Observations.build(cast(Sequence[float], times), values, field="inputs.x[0]")
+        obs = Observations.build(cast(Sequence[float], times), values, field="x[0]")
         result = await forecaster.observe(tenant, stream_id, obs)
         if result.applied == steps:
             return result
@@ -785,7 +785,8 @@ def _domain_error(_: Request[Any, Any, Any], exc: errors.ForecastError) -> Respo
     headers = None
     if isinstance(exc, StoreUnavailable):
         headers = {"Retry-After": str(exc.retry_after)}
-    return _error(status, exc.detail, headers)
+    message = exc.detail if exc.field is None else f"{exc.detail} (at {exc.field})"
+    return _error(status, message, headers)
 
 
 def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:

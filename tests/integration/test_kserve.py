@@ -23,6 +23,8 @@ from tests.support.redis_server import RedisServer
 from tests.support.service_process import ServiceProcess
 
 httpclient = pytest.importorskip("tritonclient.http")
+# tritonclient's async_infer runs on gevent; sleeping through gevent lets its requests go out.
+gevent = pytest.importorskip("gevent")
 triton_utils = pytest.importorskip("tritonclient.utils")
 InferenceServerException = triton_utils.InferenceServerException
 
@@ -326,7 +328,7 @@ def test_interleaved_sequences_equal_rest_streams(triton_a: Any, http: httpx.Cli
     lengths = [1, 2, 1, 3, 1]
     steps = {sid: [readings(rng, n, FEATURES) for n in lengths] for sid in sequences}
     order = [sid for sid in sequences for _ in lengths]
-    rng.shuffle(order)  # type: ignore[arg-type]
+    rng.shuffle(order)
 
     got: dict[int | str, list[Array]] = {sid: [] for sid in sequences}
     for sid in order:
@@ -441,8 +443,6 @@ def test_steps_racing_on_two_replicas_apply_once_each(
     their next steps alike: one loses the compare-and-set, is skipped whole by the core's
     duplicate check, and is re-stamped after the winner and applied.
     """
-    import gevent
-
     rng = np.random.default_rng(5 + frozen)
     model, sid = "demo-lstm", 9000 + frozen
     labels = quantile_labels(triton_a, model)
@@ -480,8 +480,6 @@ def test_steps_in_flight_apply_in_arrival_order(
     Redis is paused, so every step is still in flight when the next one arrives; tritonclient
     sends each from its own greenlet and connection, ``gevent.sleep`` spacing the arrivals.
     """
-    import gevent
-
     rng = np.random.default_rng(8)
     model, sid = "demo-gru", "arrival-order"
     labels = quantile_labels(triton_a, model)
