@@ -22,9 +22,15 @@ import httpx
 import jsonschema
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from service.settings import Settings
+from tests.support.dashboard import (
+    dashboard_metrics,
+    exported_metric_names,
+    grafana_to_promql,
+    promql_metrics,
+    targets,
+)
 from tests.support.debian import ensure_tool
 from tests.support.service_process import ROOT, ServiceProcess
 
@@ -273,7 +279,7 @@ def test_compose_pieces_agree(compose: dict[str, Any]) -> None:
     assert grafana_mounts["./deploy/grafana/dashboards"] == provider["options"]["path"]
     assert grafana_mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    uids = {t["datasource"]["uid"] for t in _targets(dashboard)}
+    uids = {t["datasource"]["uid"] for t in targets(dashboard)}
     assert uids == {datasource["uid"]}
 
 
@@ -306,60 +312,13 @@ def test_promtool_accepts_the_scrape_config() -> None:
 # --- Grafana -------------------------------------------------------------------------------------
 
 
-def _targets(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
-    panels = list(dashboard["panels"])
-    for panel in dashboard["panels"]:
-        panels += panel.get("panels", [])
-    return [t for p in panels for t in p.get("targets", [])]
-
-
-_PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool"}
-_PROMQL_KEYWORDS |= {"and", "or", "unless", "offset", "inf", "nan"}
-
-
-def promql_metrics(expr: str) -> set[str]:
-    """Metric names an expression selects: identifiers that are not functions, keywords,
-    label names (inside ``{}`` or a grouping clause), strings or durations (``5m``)."""
-    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
-    expr = re.sub(r"\{[^}]*\}", "", expr)
-    expr = re.sub(r"\[[^\]]*\]", "", expr)
-    expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
-    names = set()
-    for match in re.finditer(r"(?<![\w.:$])\$?[A-Za-z_:][A-Za-z0-9_:]*", expr):
-        word = match.group(0)
-        if word.startswith("$") or word in _PROMQL_KEYWORDS:
-            continue
-        if expr[match.end() :].lstrip().startswith("("):
-            continue  # a function or aggregation
-        names.add(word)
-    return names
-
-
-def dashboard_metrics(dashboard: dict[str, Any]) -> set[str]:
-    names: set[str] = set()
-    for target in _targets(dashboard):
-        names |= promql_metrics(target["expr"])
-    for variable in dashboard.get("templating", {}).get("list", []):
-        query = variable.get("query")
-        text = query.get("query", "") if isinstance(query, dict) else str(query or "")
-        selected = re.fullmatch(r"label_values\((.+),\s*\w+\)", text.strip())
-        names |= promql_metrics(selected[1] if selected else text)
-    return names
-
-
-def grafana_to_promql(expr: str) -> str:
-    """A panel query with Grafana's variables filled in as Prometheus would receive it."""
-    expr = re.sub(r"\$__(?:rate_interval|interval|range)\b", "1m", expr)
-    return re.sub(r"\$\w+", ".*", expr)
-
-
 def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
     """promtool parses every panel query (as recording rules), so a typo cannot hide."""
     promtool, reason = ensure_tool("promtool", "prometheus")
     if promtool is None:
         pytest.skip(reason)
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    exprs = [grafana_to_promql(t["expr"]) for t in _targets(dashboard)]
+    exprs = [grafana_to_promql(t["expr"]) for t in targets(dashboard)]
     rules: dict[str, Any] = {
         "groups": [
             {
@@ -397,22 +356,6 @@ def test_promql_metric_extraction() -> None:
         " / on (op) group_left sum without (le) (b_total) > bool 0 or vector(1) offset 5m"
     )
     assert promql_metrics(expr) == {"a_bucket", "b_total"}
-
-
-def exported_metric_names(text: str) -> set[str]:
-    """Every series name the exposition can contain, from its families' types."""
-    suffixes = {
-        "counter": ("_total", "_created"),
-        "histogram": ("_bucket", "_sum", "_count", "_created"),
-        "summary": ("_sum", "_count", "_created", ""),
-        "gauge": ("",),
-        "info": ("_info",),
-    }
-    names: set[str] = set()
-    for family in text_string_to_metric_families(text):
-        names |= {family.name + s for s in suffixes.get(family.type, ("",))}
-        names |= {sample.name for sample in family.samples}
-    return names
 
 
 def test_dashboard_queries_only_metrics_the_service_exports(tmp_path: Path) -> None:
