@@ -35,6 +35,10 @@ class StateStore(Protocol):
         ``expected_token=None`` means the key must not exist. Returns False, writing
         nothing, when the condition does not hold. The key expires ``ttl_seconds`` after
         this write unless written again.
+
+        A key that already holds exactly ``value`` counts as written (True, TTL refreshed),
+        so a call retried after its reply was lost reports the write that landed. Writers
+        that apply different observations never produce identical records.
         """
         ...
 

@@ -2,7 +2,9 @@
 
 A cluster refuses a multi-key command whose keys live in different hash slots, and each
 stream key carries its own hash tag (``{tenant:stream}``, see ``record.stream_key``), so a
-batch is split by slot: one MGET or one script call per slot, all slots concurrently.
+batch is split by slot: one MGET or one script call per slot. The calls go out as one
+redis-py cluster pipeline, which sends each node its share in one round trip and all nodes
+concurrently; a task per slot would instead open up to one connection per stream.
 
 A batched compare-and-set is atomic per slot, not across slots: if one node fails mid-batch
 the others may have written. The caller sees ``StoreUnavailable`` and, like any writer that
@@ -11,17 +13,15 @@ retries, re-reads before writing again, so the tokens tell it which items went t
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar, cast
+from collections.abc import Sequence
+from typing import cast
 
+import redis.exceptions as redis_errors
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 
 from service.state.redis import CAS_SCRIPT, bounded, cas_arguments, client_options, ttl_milliseconds
-
-T = TypeVar("T")
 
 
 def group_by_slot(keys: Sequence[str]) -> list[list[int]]:
@@ -30,19 +30,6 @@ def group_by_slot(keys: Sequence[str]) -> list[list[int]]:
     for index, key in enumerate(keys):
         groups[key_slot(key.encode("utf-8"))].append(index)
     return list(groups.values())
-
-
-async def _all(calls: Sequence[Awaitable[T]]) -> list[T]:
-    """Await all ``calls`` concurrently; raise the first failure once all have ended.
-
-    Unlike a bare ``gather`` no call is left running after a failure, and a cancellation
-    (the caller's timeout) cancels every call.
-    """
-    results = await asyncio.gather(*calls, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-    return cast(list[T], results)
 
 
 class RedisClusterStore:
@@ -97,12 +84,11 @@ class RedisClusterStore:
         if not keys:
             return []
         groups = group_by_slot(keys)
-
-        async def mget(indexes: list[int]) -> list[bytes | None]:
-            values = await self._client.mget([keys[i] for i in indexes])
-            return cast(list[bytes | None], values)
-
-        per_slot = await bounded(_all([mget(indexes) for indexes in groups]), self._timeout, "MGET")
+        pipe = self._client.pipeline()
+        for indexes in groups:
+            # redis-py blocks pipe.mget in a cluster (it cannot know the keys share a slot).
+            pipe.execute_command("MGET", *(keys[i] for i in indexes))
+        per_slot = await bounded(pipe.execute(), self._timeout, "MGET")
         out: list[bytes | None] = [None] * len(keys)
         for indexes, values in zip(groups, per_slot, strict=True):
             for index, value in zip(indexes, values, strict=True):
@@ -121,25 +107,36 @@ class RedisClusterStore:
     ) -> list[bool]:
         if not items:
             return []
-        ttl_milliseconds(ttl_seconds)  # refuse a bad TTL before anything is written
         groups = group_by_slot([key for key, _, _ in items])
-
-        def cas(indexes: list[int]) -> Callable[[], Awaitable[list[int]]]:
-            keys, args = cas_arguments([items[i] for i in indexes], ttl_seconds)
-
-            async def call() -> list[int]:
-                return cast(list[int], await self._cas(keys=keys, args=args))
-
-            return call
-
-        # Arguments are checked for every slot before any slot is written.
-        calls = [cas(indexes) for indexes in groups]
-        per_slot = await bounded(_all([call() for call in calls]), self._timeout, "compare-and-set")
+        # Every argument is checked before anything is sent.
+        calls = [cas_arguments([items[i] for i in indexes], ttl_seconds) for indexes in groups]
+        per_slot = await bounded(self._cas_per_slot(calls), self._timeout, "compare-and-set")
         out = [False] * len(items)
         for indexes, results in zip(groups, per_slot, strict=True):
             for index, result in zip(indexes, results, strict=True):
                 out[index] = bool(result)
         return out
+
+    async def _cas_per_slot(
+        self, calls: Sequence[tuple[list[str], list[bytes | int]]]
+    ) -> list[list[int]]:
+        """One EVALSHA per slot, pipelined per node; loads the script where it is missing.
+
+        A node without the script (restarted, flushed, failed over) refuses the call without
+        running anything, so loading the script and sending the batch again is safe; items
+        of the first try that did land count as written on the second (see ``CAS_SCRIPT``).
+        """
+        for attempt in range(2):
+            pipe = self._client.pipeline()
+            for keys, args in calls:
+                pipe.execute_command("EVALSHA", self._cas.sha, len(keys), *keys, *args)
+            try:
+                return cast(list[list[int]], await pipe.execute())
+            except redis_errors.NoScriptError:
+                if attempt:
+                    raise
+                await self._client.script_load(CAS_SCRIPT)  # on every primary
+        raise AssertionError("unreachable")
 
     async def put(self, key: str, value: bytes, ttl_seconds: float) -> None:
         px = ttl_milliseconds(ttl_seconds)

@@ -94,13 +94,15 @@ class MemoryStore:
         self, key: str, expected: bytes | None, value: bytes, ttl_seconds: float, now: float
     ) -> bool:
         current = self._live(key, now)
-        if expected is None:
-            if current is not None:
-                return False
-        elif current is None or token_of(current) != expected:
-            return False
-        self._write(key, value, ttl_seconds, now)
-        return True
+        if current == value:
+            ok = True  # this very write is already stored (a retried call): it counts as done
+        elif expected is None:
+            ok = current is None
+        else:
+            ok = current is not None and token_of(current) == expected
+        if ok:
+            self._write(key, value, ttl_seconds, now)
+        return ok
 
     def _write(self, key: str, value: bytes, ttl_seconds: float, now: float) -> None:
         self._entries[key] = (bytes(value), now + ttl_seconds)

@@ -30,20 +30,25 @@ T = TypeVar("T")
 #: the time to live in milliseconds, then per key its expected token and its new value.
 #: An empty expected token means "the key must not exist" (a real token is 16 bytes).
 #: Items apply in order, so a key given twice sees the first item's write.
+#: A key that already holds exactly the new value counts as written: a call retried after
+#: its reply was lost (the client retries once) then reports the write that did land.
 CAS_SCRIPT = """
 local ttl = ARGV[1]
 local results = {}
 for i, key in ipairs(KEYS) do
   local expected = ARGV[2 * i]
+  local value = ARGV[2 * i + 1]
   local current = redis.call('GET', key)
   local ok
-  if expected == '' then
+  if current == value then
+    ok = true
+  elseif expected == '' then
     ok = not current
   else
     ok = current and string.sub(current, 5, 20) == expected
   end
   if ok then
-    redis.call('SET', key, ARGV[2 * i + 1], 'PX', ttl)
+    redis.call('SET', key, value, 'PX', ttl)
     results[i] = 1
   else
     results[i] = 0
@@ -79,7 +84,13 @@ def client_options(timeout_seconds: float) -> dict[str, Any]:
 
 
 async def bounded(awaitable: Awaitable[T], timeout_seconds: float, what: str) -> T:
-    """Await a Redis call for at most ``timeout_seconds``; any outage becomes StoreUnavailable."""
+    """Await a Redis call for at most ``timeout_seconds``; any outage becomes StoreUnavailable.
+
+    Only an error reply to a command this code got wrong (or a value the client refuses to
+    send) passes through: that is a bug to see, not an outage. Anything else the client raises
+    is an outage, including the odd ``AttributeError`` redis-py's cluster client lets out when
+    a node reset closes a connection another call is using.
+    """
     retry_after = max(1, math.ceil(timeout_seconds))
     try:
         async with asyncio.timeout(timeout_seconds):
@@ -94,12 +105,17 @@ async def bounded(awaitable: Awaitable[T], timeout_seconds: float, what: str) ->
             f"state store unavailable during {what}: {type(exc).__name__}: {exc}",
             retry_after=retry_after,
         ) from exc
-    except redis_errors.ResponseError as exc:
+    except (redis_errors.ResponseError, redis_errors.DataError) as exc:
         if str(exc).startswith(_TRANSIENT_REPLIES):
             raise StoreUnavailable(
                 f"state store cannot serve {what} now: {exc}", retry_after=retry_after
             ) from exc
         raise
+    except Exception as exc:
+        raise StoreUnavailable(
+            f"state store client failed during {what}: {type(exc).__name__}: {exc}",
+            retry_after=retry_after,
+        ) from exc
 
 
 def ttl_milliseconds(ttl_seconds: float) -> int:

@@ -20,7 +20,7 @@ from service.state import open_store
 from service.state.base import StateStore
 from service.state.record import StreamRecord, new_incarnation, stream_key, token_of
 from service.state.redis import RedisStore
-from tests.support import RedisServer, redis_available
+from tests.support import RedisClusterServer, RedisServer, redis_available
 
 TTL = 60.0
 FINGERPRINT = "ab" * 32
@@ -86,6 +86,20 @@ async def test_token_with_another_incarnation_and_same_seq_fails(store: StateSto
 
     assert await store.compare_and_set(key("s"), old.token, record(6).encode(), TTL) is False
     assert await store.get(key("s")) == new.encode()
+
+
+async def test_a_write_already_stored_counts_as_done(store: StateStore) -> None:
+    """A call retried after its reply was lost must report the write that landed."""
+    v0, v1 = record(0).encode(), record(1).encode()
+    await store.put(key("s"), v0, TTL)
+    assert await store.compare_and_set(key("s"), token_of(v0), v1, TTL) is True
+
+    assert await store.compare_and_set(key("s"), token_of(v0), v1, TTL) is True  # replayed
+    assert await store.compare_and_set_many([(key("s"), token_of(v0), v1)], TTL) == [True]
+    assert await store.compare_and_set(key("s"), None, v1, TTL) is True
+    # Anything else under the stale token still fails.
+    assert await store.compare_and_set(key("s"), token_of(v0), record(2).encode(), TTL) is False
+    assert await store.get(key("s")) == v1
 
 
 async def test_cas_on_a_missing_key_with_a_token_fails(store: StateStore) -> None:
@@ -185,7 +199,7 @@ async def test_concurrent_writers_lose_no_update(store: StateStore) -> None:
     await store.put(key("hot"), record(0).encode(), TTL)
     conflicts = 0
 
-    async def writer() -> None:
+    async def writer(me: int) -> None:
         nonlocal conflicts
         for _ in range(increments):
             for _attempt in range(writers * increments):  # bounded: a broken CAS fails, not hangs
@@ -193,14 +207,16 @@ async def test_concurrent_writers_lose_no_update(store: StateStore) -> None:
                 assert current is not None
                 old = StreamRecord.decode(current)
                 await asyncio.sleep(0)  # let the others read the same version
-                new = record(old.seq + 1, state=[float(old.seq + 1)] * 4)
+                # Each writer's record differs, like different observations would: identical
+                # bytes would be the same write, which the contract counts once.
+                new = record(old.seq + 1, state=[float(me), float(old.seq + 1)])
                 if await store.compare_and_set(key("hot"), old.token, new.encode(), TTL):
                     break
                 conflicts += 1
             else:
                 pytest.fail("a writer never won the compare-and-set")
 
-    await asyncio.gather(*(writer() for _ in range(writers)))
+    await asyncio.gather(*(writer(me) for me in range(writers)))
 
     final = await store.get(key("hot"))
     assert final is not None
@@ -215,7 +231,10 @@ async def test_concurrent_batched_writers_lose_no_update(store: StateStore) -> N
     created = await store.compare_and_set_many([(k, None, record(0).encode()) for k in keys], TTL)
     assert created == [True] * len(keys)
 
-    async def writer() -> None:
+    def mine(seq: int, me: int) -> bytes:
+        return record(seq, state=[float(me)]).encode()
+
+    async def writer(me: int) -> None:
         pending = set(range(len(keys)))
         done = 0
         for _attempt in range(writers * rounds * len(keys)):  # bounded, as above
@@ -226,14 +245,14 @@ async def test_concurrent_batched_writers_lose_no_update(store: StateStore) -> N
             await asyncio.sleep(0)
             order = sorted(pending)
             results = await store.compare_and_set_many(
-                [(keys[i], olds[i].token, record(olds[i].seq + 1).encode()) for i in order], TTL
+                [(keys[i], olds[i].token, mine(olds[i].seq + 1, me)) for i in order], TTL
             )
             pending -= {i for i, ok in zip(order, results, strict=True) if ok}
             if not pending:
                 done += 1
                 pending = set(range(len(keys)))
 
-    await asyncio.gather(*(writer() for _ in range(writers)))
+    await asyncio.gather(*(writer(me) for me in range(writers)))
 
     finals = await store.get_many(keys)
     assert [StreamRecord.decode(v).seq for v in finals if v is not None] == [writers * rounds] * 6
@@ -396,3 +415,31 @@ async def test_store_closes_only_a_client_it_created(redis_url: str) -> None:
         assert await client.get(key("s")) == record(0).encode()  # still open
     finally:
         await client.aclose()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("calls_during_outage", [True, False], ids=["busy", "idle"])
+async def test_stopped_cluster_is_reported_and_survived(calls_during_outage: bool) -> None:
+    """The cluster client must also fail fast and find the cluster again by itself."""
+    if not redis_available():
+        pytest.skip("redis-server is not installed")
+    with RedisClusterServer(appendonly=True) as cluster:
+        store = open_store(cluster.url, timeout_seconds=OUTAGE_TIMEOUT)
+        try:
+            values = {key(f"c{i}"): record(i).encode() for i in range(12)}
+            for k, v in values.items():
+                await store.put(k, v, TTL)
+
+            cluster.stop()
+            if calls_during_outage:
+                await assert_every_operation_unavailable(store, record(0).encode())
+
+            cluster.restart()
+            first, value = next(iter(values.items()))
+            assert await store.get(first) == value
+            assert await store.get_many(list(values)) == list(values.values())
+            moved = [(k, token_of(v), v[:-4] + b"\x00\x00\x80?") for k, v in values.items()]
+            assert await store.compare_and_set_many(moved, TTL) == [True] * len(moved)
+            await store.ping()
+        finally:
+            await store.close()

@@ -190,7 +190,7 @@ class RedisServer:
 class RedisClusterServer:
     """A Redis Cluster of ``masters`` masters and no replicas, on free ports."""
 
-    def __init__(self, masters: int = 3) -> None:
+    def __init__(self, masters: int = 3, *, appendonly: bool = False) -> None:
         if masters < 3:
             raise ValueError("redis-cli --cluster create needs at least 3 masters")
         self.directory = Path(tempfile.mkdtemp(prefix="redis-cluster-test-"))
@@ -203,6 +203,7 @@ class RedisClusterServer:
             node_dir.mkdir()
             self.nodes.append(
                 RedisServer(
+                    appendonly=appendonly,
                     port=port,
                     directory=node_dir,
                     extra_args=(
@@ -248,6 +249,18 @@ class RedisClusterServer:
         except BaseException:
             self.close()
             raise
+
+    def stop(self, *, kill: bool = False) -> None:
+        """Stop every node; each keeps its directory (and its cluster configuration)."""
+        for node in self.nodes:
+            node.stop(kill=kill)
+
+    def restart(self, *, kill: bool = False) -> None:
+        """Stop and start every node on the same ports; they rejoin as the same cluster."""
+        self.stop(kill=kill)
+        for node in self.nodes:
+            node.start()
+        self._wait_until_ok(time.monotonic() + 30)
 
     def _wait_until_ok(self, deadline: float) -> None:
         for port in self.ports:
