@@ -763,3 +763,49 @@ def test_malformed_requests_get_400_and_change_nothing(
     # The same stream still takes a good step, which does change it.
     v2_infer(triton_a, "demo-lstm", np.ones((1, 1, FEATURES), np.float32), sequence_id=31337)
     assert store.get(key) != before
+
+
+# --- tenants ------------------------------------------------------------------------------
+
+KEYS = {"acme": "acme-key-0123456789", "globex": "globex-key-0123456789"}
+
+
+async def test_sequence_ids_are_scoped_to_the_callers_tenant(repository: Path) -> None:
+    """The same sequence id from two tenants names two streams; errors keep the v2 form."""
+    from litestar.testing import AsyncTestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    settings = Settings(
+        model_repository=repository,
+        providers="cpu",
+        api_keys=[{"key": key, "tenant": tenant, "role": "write"} for tenant, key in KEYS.items()],
+    )
+
+    def step(value: float, **flags: bool) -> dict[str, Any]:
+        x = _x([1, 1, FEATURES], [value, value])
+        return {"inputs": [x], "parameters": {"sequence_id": 5, **flags}}
+
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        url = "/v2/models/demo-gru/infer"
+        acme, globex = ({"x-api-key": KEYS[t]} for t in ("acme", "globex"))
+        r = await client.post(url, json=step(1.0, sequence_start=True), headers=acme)
+        assert r.status_code == 200, r.text
+        # Globex has no sequence 5, whatever acme does.
+        r = await client.post(url, json=step(2.0), headers=globex)
+        assert r.status_code == 400
+        assert "not active" in r.json()["error"]
+        r = await client.post(url, json=step(2.0, sequence_start=True), headers=globex)
+        assert r.status_code == 200, r.text
+        r = await client.post(url, json=step(3.0), headers=acme)
+        assert r.status_code == 200, r.text
+        seen = {}
+        for tenant, headers in (("acme", acme), ("globex", globex)):
+            r = await client.get("/v1/streams/v2:5", headers=headers)
+            seen[tenant] = r.json()["seq"]
+        assert seen == {"acme": 2, "globex": 1}
+
+        r = await client.post(url, json=step(1.0))
+        assert r.status_code == 401
+        assert isinstance(r.json()["error"], str)
