@@ -43,8 +43,14 @@ replicas) end at the same time, so the loser is skipped whole, never in part, an
 from the new last timestamp and applied again. Such a step is not idempotent: a client that
 retries a step it already sent must send ``timestamp`` to be de-duplicated.
 
+Load tools: ``perf_analyzer`` fills every input the metadata lists, ``timestamp`` included;
+give it ``--input-data`` with ``x`` alone (or real increasing times), or random times will
+make most sequence steps duplicates that are skipped rather than applied.
+
 Errors are non-200 with ``{"error": "..."}`` (scoped to this router; REST keeps
-problem+json). Bad requests are rejected before any state is touched.
+problem+json). Bad requests are rejected before any state is touched. A path or method that
+matches no v2 route is refused by the app's router before this one is reached, so it gets
+the app-wide problem+json 404/405.
 """
 
 from __future__ import annotations
