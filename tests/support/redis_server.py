@@ -48,14 +48,24 @@ def free_port(*, with_bus_port: bool = False) -> int:
     raise RuntimeError("no free port pair found")
 
 
+class ServerExited(RuntimeError):
+    """The server process ended before it answered (a port taken meanwhile, most often)."""
+
+
 def wait_until_ready(port: int, deadline: float, process: subprocess.Popen[bytes]) -> None:
-    """Block until the server on ``port`` answers PING (not LOADING, not refusing)."""
+    """Block until ``process`` answers PING on ``port`` (not LOADING, not refusing).
+
+    The answer must come from ``process`` itself: if someone else's server took the port
+    first, this raises ``ServerExited`` instead of handing out a stranger's server.
+    """
     while True:
         if process.poll() is not None:
-            raise RuntimeError(f"redis-server on port {port} exited with {process.returncode}")
+            raise ServerExited(f"redis-server on port {port} exited with {process.returncode}")
         try:
             with redis.Redis(port=port, socket_timeout=1.0, socket_connect_timeout=1.0) as client:
                 if client.ping():
+                    if int(client.info("server")["process_id"]) != process.pid:
+                        raise ServerExited(f"port {port} is served by another process")
                     return
         except (redis.ConnectionError, redis.TimeoutError):
             pass
@@ -79,9 +89,14 @@ class RedisServer:
         port: int | None = None,
         directory: Path | None = None,
         extra_args: tuple[str, ...] = (),
+        with_bus_port: bool = False,
     ) -> None:
         self.appendonly = appendonly
-        self.port = port if port is not None else free_port()
+        self._with_bus_port = with_bus_port
+        # A port picked here may be taken by someone else before the server binds it; until
+        # the server has run once, start() then moves to another one.
+        self._may_move = port is None
+        self.port = port if port is not None else free_port(with_bus_port=with_bus_port)
         self._owns_directory = directory is None
         self.directory = directory or Path(tempfile.mkdtemp(prefix="redis-test-"))
         self._extra_args = extra_args
@@ -121,14 +136,24 @@ class RedisServer:
         """Start the server and return once it answers PING."""
         if self.running:
             return
-        self._process = subprocess.Popen(
-            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        try:
-            wait_until_ready(self.port, time.monotonic() + START_TIMEOUT_SECONDS, self._process)
-        except BaseException:
-            self.stop(kill=True)
-            raise
+        for attempt in range(3):
+            self._process = subprocess.Popen(
+                self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            try:
+                deadline = time.monotonic() + START_TIMEOUT_SECONDS
+                wait_until_ready(self.port, deadline, self._process)
+            except ServerExited:
+                self.stop(kill=True)
+                if not self._may_move or attempt == 2:
+                    raise
+                self.port = free_port(with_bus_port=self._with_bus_port)
+            except BaseException:
+                self.stop(kill=True)
+                raise
+            else:
+                self._may_move = False
+                return
 
     def stop(self, *, kill: bool = False) -> None:
         """Stop the server: SIGTERM (a clean shutdown) or, with ``kill``, SIGKILL."""
@@ -195,16 +220,13 @@ class RedisClusterServer:
             raise ValueError("redis-cli --cluster create needs at least 3 masters")
         self.directory = Path(tempfile.mkdtemp(prefix="redis-cluster-test-"))
         self.nodes: list[RedisServer] = []
-        ports: set[int] = set()
-        while len(ports) < masters:
-            ports.add(free_port(with_bus_port=True))
-        for port in sorted(ports):
-            node_dir = self.directory / str(port)
+        for index in range(masters):
+            node_dir = self.directory / f"node-{index}"
             node_dir.mkdir()
             self.nodes.append(
                 RedisServer(
                     appendonly=appendonly,
-                    port=port,
+                    with_bus_port=True,
                     directory=node_dir,
                     extra_args=(
                         "--cluster-enabled",
