@@ -374,6 +374,16 @@ def test_start_on_an_active_sequence_resets_it(triton_a: Any, http: httpx.Client
     v2_infer(triton_a, "demo-gru", second, sequence_id="reset-me", end=True)
 
 
+def test_one_step_sequence_is_a_forecast_that_leaves_nothing(
+    triton_a: Any, http: httpx.Client
+) -> None:
+    """Start and end on one request: the step's forecast, and no stream afterwards."""
+    x = readings(np.random.default_rng(9), 1, 3, FEATURES)
+    alone = v2_infer(triton_a, "demo-gru", x, sequence_id=606, start=True, end=True)
+    close(alone, v2_infer(triton_a, "demo-gru", x))
+    assert http.get("/v1/streams/v2:606").status_code == 404
+
+
 def test_sequence_continues_across_replicas(
     triton_a: Any, triton_b: Any, http: httpx.Client
 ) -> None:
