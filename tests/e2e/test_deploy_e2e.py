@@ -217,6 +217,8 @@ async def test_streams_survive_redis_and_replica_restarts_behind_nginx(
         await phase(thirds[2], thirds[3])
 
         finals = {s: (await client.send("GET", f"/v1/streams/{s}")).json() for s in data}
+        # Metrics are scraped per replica; the balancer does not serve a random one's.
+        assert (await http.get(f"{balancer.url}/metrics")).status_code == 404
         metrics_a = (await http.get(f"{replica_a.url}/metrics")).text
         metrics_b = (await http.get(f"{replica_b.url}/metrics")).text
 
