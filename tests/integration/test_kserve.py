@@ -504,7 +504,7 @@ def test_steps_in_flight_apply_in_arrival_order(
             x = httpclient.InferInput("x", [1, 1, FEATURES], "FP32")
             x.set_data_from_numpy(step[None])
             pending.append(triton_a.async_infer(model, [x], sequence_id=sid))
-            gevent.sleep(0.05)  # the request is sent and waits on the frozen store
+            gevent.sleep(0.1)  # the request is sent and waits on the frozen store
     finally:
         redis_server.resume()
     answers = [p.get_result().as_numpy("forecast")[0] for p in pending]
