@@ -49,8 +49,6 @@ RETRY_DEADLINE_SECONDS = 60.0
 
 @pytest.fixture(scope="module")
 def nginx_binary() -> str:
-    if not redis_available():
-        pytest.skip("redis-server / redis-cli are not installed")
     binary, reason = ensure_tool("nginx", "nginx-light")
     if binary is None:
         pytest.skip(reason)
@@ -156,6 +154,8 @@ def applied(metrics_text: str) -> float:
 def deployment(
     nginx_binary: str, tmp_path: Path
 ) -> Iterator[tuple[RedisServer, list[ServiceProcess], NginxBalancer]]:
+    if not redis_available():
+        pytest.skip("redis-server / redis-cli are not installed")
     redis_server = RedisServer(appendonly=True, extra_args=redis_args())
     replicas: list[ServiceProcess] = []
     balancer: NginxBalancer | None = None
