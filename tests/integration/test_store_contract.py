@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import numpy as np
 import pytest
+import redis
 from redis.crc import key_slot
 
 from service.errors import StoreUnavailable
@@ -441,5 +442,73 @@ async def test_stopped_cluster_is_reported_and_survived(calls_during_outage: boo
             moved = [(k, token_of(v), v[:-4] + b"\x00\x00\x80?") for k, v in values.items()]
             assert await store.compare_and_set_many(moved, TTL) == [True] * len(moved)
             await store.ping()
+        finally:
+            await store.close()
+
+
+def _node_ids(cluster: RedisClusterServer) -> dict[int, str]:
+    ids = {}
+    for port in cluster.ports:
+        with redis.Redis(port=port) as client:
+            ids[port] = client.execute_command("CLUSTER MYID").decode()
+    return ids
+
+
+def _owner(cluster: RedisClusterServer, slot: int) -> int:
+    for port in cluster.ports:
+        with redis.Redis(port=port) as client:
+            if client.execute_command("CLUSTER COUNTKEYSINSLOT", slot) > 0:
+                return port
+    raise AssertionError(f"no node holds keys of slot {slot}")
+
+
+def _move_keys(cluster: RedisClusterServer, slot: int, source: int, target: int) -> None:
+    """Start moving ``slot`` and move its keys, leaving the slot half-migrated."""
+    ids = _node_ids(cluster)
+    with redis.Redis(port=target) as client:
+        client.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", ids[source])
+    with redis.Redis(port=source) as client:
+        client.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", ids[target])
+        keys = client.execute_command("CLUSTER GETKEYSINSLOT", slot, 100)
+        client.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+
+
+def _finish_move(cluster: RedisClusterServer, slot: int, target: int) -> None:
+    ids = _node_ids(cluster)
+    for port in cluster.ports:
+        with redis.Redis(port=port) as client:
+            client.execute_command("CLUSTER SETSLOT", slot, "NODE", ids[target])
+
+
+@pytest.mark.slow
+async def test_cluster_batches_follow_slots_that_moved() -> None:
+    """A batch sent on a stale slot map is refused whole and redone key by key."""
+    if not redis_available():
+        pytest.skip("redis-server is not installed")
+    with RedisClusterServer() as cluster:
+        store = open_store(cluster.url, timeout_seconds=2.0)
+        try:
+            keys = [key(f"m{i}") for i in range(12)]
+            values = [record(i).encode() for i in range(12)]
+            for k, v in zip(keys, values, strict=True):
+                await store.put(k, v, TTL)
+            assert await store.get_many(keys) == values  # the store now knows the slot map
+
+            half, done = key_slot(keys[0].encode()), key_slot(keys[1].encode())
+            for slot in (half, done):
+                source = _owner(cluster, slot)
+                target = next(port for port in cluster.ports if port != source)
+                _move_keys(cluster, slot, source, target)
+                if slot == done:
+                    _finish_move(cluster, slot, target)
+
+            # keys[0] is mid-migration (ASK), keys[1] moved for good (MOVED).
+            assert await store.get_many(keys) == values
+            new = [record(i + 100).encode() for i in range(12)]
+            items = [(k, token_of(v), n) for k, v, n in zip(keys, values, new, strict=True)]
+            assert await store.compare_and_set_many(items, TTL) == [True] * 12
+            assert await store.get_many(keys) == new
+            stale = [(k, token_of(v), v) for k, v in zip(keys, values, strict=True)]
+            assert await store.compare_and_set_many(stale, TTL) == [False] * 12
         finally:
             await store.close()
