@@ -1,0 +1,281 @@
+"""Export a trained network to the service's ONNX contract, and refuse to ship a bad graph.
+
+Why the TorchScript exporter (``dynamo=False``): in torch 2.13 the dynamo exporter can fix the
+time axis to the example's length and unrolls ``nn.RNN``; the TorchScript one, with
+``dynamic_axes`` on every input and output, emits native ONNX ``LSTM`` / ``GRU`` / ``RNN`` nodes
+with dynamic batch and time (see DESIGN.md, field notes). Whatever the exporter does, the
+graph is checked here with batches and lengths different from the export example:
+
+1. onnxruntime matches torch within :data:`ORT_TOLERANCE` on random batches;
+2. one-step-at-a-time inference with carried state equals the whole-sequence call within the
+   contract's tolerance, for B > 1 (the service's own ``step_parity_error``);
+3. the written directory loads with the service's own loader (``load_runtime``).
+
+Any failure removes what was written and raises :class:`ExportRefused`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+import torch
+
+from models.networks import Forecaster
+from models.train import Checkpoint
+from service.contract import PARITY_TOLERANCE, check_signature, relative_error, step_parity_error
+from service.errors import ModelRefused
+from service.manifest import (
+    INPUT_STATE,
+    INPUT_X,
+    MANIFEST_FILE,
+    ONNX_FILE,
+    OUTPUT_FORECAST,
+    OUTPUT_STATE,
+    Manifest,
+    Training,
+    file_sha256,
+)
+from service.runtime import load_runtime
+
+#: Largest relative difference (``service.contract.relative_error``) allowed between
+#: onnxruntime and torch on the same inputs.
+ORT_TOLERANCE = 1e-5
+#: Opset of the exported graphs (native LSTM/GRU/RNN nodes exist since opset 7).
+OPSET = 17
+#: (batch, time) of the export example; the checks use other shapes on purpose.
+EXAMPLE_SHAPE = (2, 5)
+#: (batch, time) pairs the torch-vs-onnxruntime check runs, none equal to the example.
+CHECK_SHAPES = ((3, 7), (1, 1), (5, 2))
+#: (batch, time) of the step-parity check.
+PARITY_SHAPE = (3, 9)
+
+FloatArray = npt.NDArray[np.float32]
+
+
+class ExportRefused(RuntimeError):
+    """The exported graph does not behave like the network: nothing is shipped."""
+
+
+def onnx_bytes(model: Forecaster, *, opset: int = OPSET) -> bytes:
+    """The network as an ONNX graph with the contract's names and dynamic B and T."""
+    model.eval()
+    batch, steps = EXAMPLE_SHAPE
+    x = torch.zeros(batch, steps, model.n_features)
+    state = model.initial_state().unsqueeze(0).repeat(batch, 1)
+    with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
+        # The TorchScript exporter is deprecated but is the one that emits native RNN nodes.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (x, state),
+            str(Path(scratch) / ONNX_FILE),
+            dynamo=False,
+            opset_version=opset,
+            input_names=[INPUT_X, INPUT_STATE],
+            output_names=[OUTPUT_FORECAST, OUTPUT_STATE],
+            dynamic_axes={
+                INPUT_X: {0: "batch", 1: "time"},
+                INPUT_STATE: {0: "batch"},
+                OUTPUT_FORECAST: {0: "batch"},
+                OUTPUT_STATE: {0: "batch"},
+            },
+            do_constant_folding=True,
+        )
+        return (Path(scratch) / ONNX_FILE).read_bytes()
+
+
+def random_inputs(
+    model: Forecaster, batch: int, steps: int, rng: np.random.Generator
+) -> tuple[FloatArray, FloatArray]:
+    """Plausible random inputs: observations around the training distribution, any state.
+
+    Observations are drawn in normalised units and mapped back to raw units, so a check on a
+    network whose data lie near 30 000 does not feed it values near 0. Recurrent states are
+    drawn in (-1, 1) (h's range); the mlp's state is a window of such observations.
+    """
+    mean = model.mean.detach().numpy().astype(np.float64)
+    std = model.std.detach().numpy().astype(np.float64)
+    x = mean + std * rng.standard_normal((batch, steps, model.n_features))
+    if model.kind == "mlp":
+        window = mean + std * rng.standard_normal(
+            (batch, model.state_size // model.n_features, model.n_features)
+        )
+        state = window.reshape(batch, -1)
+    else:
+        state = rng.uniform(-0.9, 0.9, (batch, model.state_size))
+    return x.astype(np.float32), state.astype(np.float32)
+
+
+def _torch_run(
+    model: Forecaster, x: FloatArray, state: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    with torch.no_grad():
+        forecast, state_out = model(torch.from_numpy(x), torch.from_numpy(state))
+    return forecast.numpy(), state_out.numpy()
+
+
+def check_graph(model: Forecaster, graph: bytes, manifest: Manifest, *, seed: int = 0) -> None:
+    """Refuse a graph that breaks the signature, differs from torch or breaks step parity.
+
+    Raises:
+        ExportRefused: saying which check failed and by how much.
+    """
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(graph, sess_options=options, providers=["CPUExecutionProvider"])
+    try:
+        check_signature(session.get_inputs(), session.get_outputs(), manifest)
+    except ModelRefused as exc:
+        raise ExportRefused(f"exported graph breaks the contract's signature: {exc}") from exc
+
+    def run(x: FloatArray, state: FloatArray) -> tuple[FloatArray, FloatArray]:
+        forecast, state_out = session.run(
+            [OUTPUT_FORECAST, OUTPUT_STATE], {INPUT_X: x, INPUT_STATE: state}
+        )
+        return forecast, state_out
+
+    rng = np.random.default_rng(seed)
+    for batch, steps in CHECK_SHAPES:
+        x, state = random_inputs(model, batch, steps, rng)
+        want_forecast, want_state = _torch_run(model, x, state)
+        got_forecast, got_state = run(x, state)
+        if got_forecast.shape != want_forecast.shape or got_state.shape != want_state.shape:
+            raise ExportRefused(
+                f"onnxruntime returns forecast {list(got_forecast.shape)} / state_out "
+                f"{list(got_state.shape)} for B={batch}, T={steps}; torch returns "
+                f"{list(want_forecast.shape)} / {list(want_state.shape)}"
+            )
+        error = max(
+            relative_error(got_forecast, want_forecast), relative_error(got_state, want_state)
+        )
+        if not error <= ORT_TOLERANCE:
+            raise ExportRefused(
+                f"onnxruntime differs from torch by {error:.3g} (relative) at B={batch}, "
+                f"T={steps}; allowed {ORT_TOLERANCE:g}"
+            )
+    batch, steps = PARITY_SHAPE
+    x, state = random_inputs(model, batch, steps, rng)
+    parity = step_parity_error(run, x, state)
+    if not parity <= PARITY_TOLERANCE:
+        raise ExportRefused(
+            f"step-by-step inference with carried state differs from the whole-sequence call "
+            f"by {parity:.3g} (relative) at B={batch}, T={steps}; allowed {PARITY_TOLERANCE:g}"
+        )
+
+
+def export_model(
+    model: Forecaster,
+    directory: Path,
+    *,
+    name: str,
+    version: int,
+    features: Sequence[str],
+    target: str,
+    frequency: float,
+    training: Training | None = None,
+    accuracy: dict[str, dict[str, float]] | None = None,
+    description: str = "",
+    opset: int = OPSET,
+    extra: dict[str, Any] | None = None,
+) -> Manifest:
+    """Write ``model.onnx`` and ``model.json`` into ``directory`` after every check passes.
+
+    Raises:
+        ExportRefused: a check failed; ``directory`` holds neither file afterwards.
+    """
+    if list(features)[model.target_index] != target or len(features) != model.n_features:
+        raise ValueError("features and target do not match the network's inputs")
+    graph = onnx_bytes(model, opset=opset)
+    initial = model.initial_state()
+    initial_state = (
+        None if not bool(torch.any(initial != 0)) else [float(v) for v in initial.tolist()]
+    )
+    manifest = Manifest(
+        name=name,
+        version=version,
+        kind=model.kind,
+        features=list(features),
+        target=target,
+        frequency=frequency,
+        horizon=model.horizon,
+        quantiles=model.quantiles,
+        state_size=model.state_size,
+        initial_state=initial_state,
+        sha256=hashlib.sha256(graph).hexdigest(),
+        opset=opset,
+        description=description,
+        training=training,
+        accuracy=accuracy,
+        **(extra or {}),
+    )
+    check_graph(model, graph, manifest)
+    directory.mkdir(parents=True, exist_ok=True)
+    onnx_path = directory / ONNX_FILE
+    onnx_path.write_bytes(graph)
+    if file_sha256(onnx_path) != manifest.sha256:
+        raise ExportRefused(f"{onnx_path} changed while it was written")
+    manifest.write(directory)
+    try:
+        load_runtime(directory, providers="cpu").close()
+    except ModelRefused as exc:
+        onnx_path.unlink(missing_ok=True)
+        (directory / MANIFEST_FILE).unlink(missing_ok=True)
+        raise ExportRefused(f"the service refuses the exported model: {exc}") from exc
+    return manifest
+
+
+def next_version(model_directory: Path) -> int:
+    """One above the highest integer version directory (1 for a new model)."""
+    if not model_directory.is_dir():
+        return 1
+    versions = [int(p.name) for p in model_directory.iterdir() if p.is_dir() and p.name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def export_checkpoint(
+    checkpoint: Checkpoint,
+    repository: Path,
+    *,
+    name: str,
+    version: int | None = None,
+    description: str = "",
+) -> tuple[Path, Manifest]:
+    """Export a trained network as ``<repository>/<name>/<version>`` with full provenance."""
+    version = version or next_version(repository / name)
+    meta = checkpoint.series
+    config = checkpoint.config
+    training = Training(
+        dataset=f"{meta['name']}: {meta['source']}",
+        split=checkpoint.split.as_dict(),
+        epochs=checkpoint.epochs_run,
+        seed=config.seed,
+        best_epoch=checkpoint.best_epoch,
+        season=int(meta["season"]),
+        hyper_parameters=config.hyper_parameters(),
+        origins="every test-split origin whose H targets lie in the test split",
+        baselines="naive, seasonal_naive, ets (damped additive Holt-Winters fitted on train); "
+        "baseline quantiles from validation errors per step",
+        mase_scale="in-sample one-step seasonal naive MAE on the training split",
+    )
+    directory = repository / name / str(version)
+    manifest = export_model(
+        checkpoint.model,
+        directory,
+        name=name,
+        version=version,
+        features=list(meta["features"]),
+        target=str(meta["target"]),
+        frequency=float(meta["frequency"]),
+        training=training,
+        accuracy=checkpoint.accuracy,
+        description=description,
+    )
+    return directory, manifest

@@ -1,0 +1,134 @@
+"""The four network kinds obey the contract in torch: shapes, state carry, quantile order."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from models.networks import KINDS, Kind, build  # noqa: E402
+
+pytestmark = pytest.mark.train
+
+QUANTILES = (0.1, 0.5, 0.9)
+
+
+def tiny(kind: Kind, *, features: int = 2, target: int = 1, layers: int = 2):  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    return build(
+        kind,
+        n_features=features,
+        target_index=target,
+        horizon=3,
+        quantiles=QUANTILES,
+        hidden=6,
+        layers=layers,
+        window=4,
+        mean=[10.0, -2.0][:features],
+        std=[3.0, 0.5][:features],
+    ).eval()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_shapes_and_state_size(kind: Kind) -> None:
+    model = tiny(kind)
+    expected_state = {"lstm": 2 * 2 * 6, "gru": 2 * 6, "rnn": 2 * 6, "mlp": 4 * 2}[kind]
+    assert model.state_size == expected_state
+    for batch, steps in ((1, 1), (3, 7), (5, 2)):
+        x = torch.randn(batch, steps, 2)
+        forecast, state = model(x, model.initial_state().expand(batch, -1))
+        assert forecast.shape == (batch, 3, 3)
+        assert state.shape == (batch, expected_state)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_step_by_step_equals_whole_sequence(kind: Kind) -> None:
+    model = tiny(kind)
+    x = 10 + 3 * torch.randn(4, 11, 2)
+    start = model.initial_state().expand(4, -1)
+    with torch.no_grad():
+        whole, whole_state = model(x, start)
+        state = start
+        for t in range(x.shape[1]):
+            step, state = model(x[:, t : t + 1], state)
+        # forward_all's last step is the contract's forecast too.
+        every = model.forward_all(x, start)
+    torch.testing.assert_close(step, whole, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(state, whole_state, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(every[:, -1], whole)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_quantiles_never_cross(kind: Kind) -> None:
+    model = tiny(kind)
+    with torch.no_grad():
+        for p in model.head.parameters():
+            p.normal_(0.0, 5.0)  # large random head weights: crossing would show
+        forecast, _ = model(torch.randn(8, 5, 2) * 10, model.initial_state().expand(8, -1))
+    assert bool(torch.all(forecast.diff(dim=-1) >= 0))
+
+
+def test_rows_of_a_batch_are_independent() -> None:
+    model = tiny("lstm")
+    x = torch.randn(3, 6, 2)
+    start = torch.randn(3, model.state_size) * 0.5
+    with torch.no_grad():
+        batch, _ = model(x, start)
+        alone, _ = model(x[1:2], start[1:2])
+    torch.testing.assert_close(batch[1:2], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_output_is_in_original_units_of_the_target() -> None:
+    """An untrained head predicts a small change from the last observed target value."""
+    model = tiny("gru", target=0)
+    with torch.no_grad():
+        for p in model.head.parameters():
+            p.zero_()
+        x = torch.full((1, 4, 2), 7.0)
+        x[0, -1, 0] = 42.0
+        forecast, _ = model(x, model.initial_state().unsqueeze(0))
+    # Zero head: median = last target exactly, other quantiles offset by softplus(0) * std.
+    median = forecast[0, :, 1]
+    torch.testing.assert_close(median, torch.full((3,), 42.0))
+    torch.testing.assert_close(forecast[0, :, 2] - median, torch.full((3,), 0.6931472 * 3.0))
+
+
+def test_mlp_starts_from_the_training_mean() -> None:
+    model = tiny("mlp")
+    assert model.initial_state().tolist() == [10.0, -2.0] * 4
+    x = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])
+    _, state = model(x, model.initial_state().unsqueeze(0))
+    assert state.tolist() == [[10.0, -2.0, 10.0, -2.0, 1.0, 2.0, 3.0, 4.0]]
+
+
+def test_single_feature_and_one_layer() -> None:
+    model = tiny("lstm", features=1, target=0, layers=1)
+    forecast, state = model(torch.randn(2, 3, 1), torch.zeros(2, model.state_size))
+    assert forecast.shape == (2, 3, 3)
+    assert state.shape == (2, 12)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"target_index": 2}, "target_index"),
+        ({"quantiles": (0.1, 0.9)}, "0.5"),
+        ({"std": [1.0, 0.0]}, "positive"),
+        ({"mean": [1.0]}, "one value per feature"),
+    ],
+)
+def test_bad_arguments_are_refused(kwargs: dict[str, object], message: str) -> None:
+    arguments: dict[str, object] = {
+        "n_features": 2,
+        "target_index": 0,
+        "horizon": 2,
+        "quantiles": QUANTILES,
+    }
+    arguments.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        build("gru", **arguments)  # type: ignore[arg-type]
+
+
+def test_unknown_kind() -> None:
+    with pytest.raises(ValueError, match="unknown kind"):
+        build("transformer", n_features=1, target_index=0, horizon=1, quantiles=QUANTILES)  # type: ignore[arg-type]
