@@ -96,6 +96,7 @@ def model_lifecycle(
         task = asyncio.create_task(
             poll_repository(lifecycle, interval_seconds), name="model-repository-poll"
         )
+        app.state.model_poll_task = task
         log.info("polling the model repository every %g s", interval_seconds)
         try:
             yield
