@@ -23,21 +23,17 @@ import httpx
 import numpy as np
 import pytest
 import redis
-import yaml
 
 from service.runtime import load_runtime
 from service.state.record import StreamRecord, stream_key
+from tests.support.compose import MODEL_REPOSITORY, NGINX_SITE, redis_args, replica_env
 from tests.support.debian import ensure_tool
 from tests.support.nginx import NginxBalancer
 from tests.support.redis_server import RedisServer, redis_available
-from tests.support.service_process import ROOT, ServiceProcess
+from tests.support.service_process import ServiceProcess
 
 pytestmark = pytest.mark.slow
 
-COMPOSE = ROOT / "docker-compose.yml"
-NGINX_SITE = ROOT / "deploy" / "nginx" / "forecast.conf"
-#: The image copies models/repository to the compose file's FORECAST_MODEL_REPOSITORY.
-MODEL_REPOSITORY = ROOT / "models" / "repository"
 MODEL = "demo-lstm"
 
 STREAMS = 6
@@ -53,32 +49,6 @@ def nginx_binary() -> str:
     if binary is None:
         pytest.skip(reason)
     return binary
-
-
-def compose_services() -> dict[str, Any]:
-    services: dict[str, Any] = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))["services"]
-    return services
-
-
-def replica_env(redis_url: str) -> dict[str, str]:
-    """The compose file's environment for the service, with the container-only values local."""
-    env = {str(k): str(v) for k, v in compose_services()["forecast"]["environment"].items()}
-    local = {
-        "FORECAST_HOST": "127.0.0.1",
-        "FORECAST_STORE_URL": redis_url,
-        "FORECAST_MODEL_REPOSITORY": str(MODEL_REPOSITORY),
-    }
-    # Only addresses and paths are swapped; every other setting is the compose file's.
-    assert set(local) <= set(env), "the compose file no longer sets what this test swaps"
-    del env["FORECAST_PORT"]  # ServiceProcess binds a free port
-    return {**env, **local}
-
-
-def redis_args() -> tuple[str, ...]:
-    """The compose file's redis-server arguments; they come last, so they win."""
-    command = compose_services()["redis"]["command"]
-    assert command[0] == "redis-server"
-    return tuple(str(a) for a in command[1:])
 
 
 def series(stream: int) -> list[dict[str, float]]:
