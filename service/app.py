@@ -22,6 +22,7 @@ from service.api.errors import exception_handlers
 from service.api.health import live, metrics, ready
 from service.api.kserve import v2_router
 from service.api.middleware import metrics_middleware
+from service.api.openapi import describe_errors
 from service.api.rest import ModelController, StreamController
 from service.forecaster import Forecaster
 from service.lifecycle import model_lifecycle
@@ -103,7 +104,7 @@ def create_app(
             if own_registry:
                 models.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             ModelController,
             StreamController,
@@ -140,6 +141,9 @@ def create_app(
         # Logging is the host's business (``__main__`` configures it); Litestar adds none.
         logging_config=None,
     )
+    # Built now (and cached), with the error bodies the service really sends.
+    describe_errors(app.openapi_schema)
+    return app
 
 
 def _forecaster(state: State) -> Forecaster:

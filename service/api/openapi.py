@@ -1,0 +1,107 @@
+"""The error responses of the OpenAPI document, as the service really sends them.
+
+Litestar documents a generic ``application/json`` 400 body of its own for every handler that
+validates input, but errors reach clients through this service's handlers: REST answers
+``application/problem+json`` (``service.api.errors``) and the v2 routes ``{"error": "..."}``
+(``service.api.kserve``). Rather than repeat that on every handler, the document is corrected
+once when the app is built: every guarded operation gets a ``4XX`` and a ``503`` response in
+its router's form. The open probes keep what their handlers declare (their 503 body is their
+own report).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from litestar.openapi.spec import (
+    Components,
+    OpenAPI,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    Reference,
+    Schema,
+)
+
+from service.api.auth import is_public
+from service.api.errors import PROBLEM_JSON
+
+PROBLEM: Final = "Problem"
+V2_ERROR: Final = "V2Error"
+_METHODS: Final = ("get", "put", "post", "delete", "patch", "head", "options")
+
+
+def _problem_schema() -> Schema:
+    text = Schema(type=OpenAPIType.STRING)
+    return Schema(
+        type=OpenAPIType.OBJECT,
+        required=["type", "title", "status", "detail", "code"],
+        properties={
+            "type": Schema(type=OpenAPIType.STRING, description="URN naming the problem."),
+            "title": text,
+            "status": Schema(type=OpenAPIType.INTEGER),
+            "detail": text,
+            "code": Schema(type=OpenAPIType.STRING, description="Machine-readable problem code."),
+            "field": Schema(type=OpenAPIType.STRING, description="The offending input, if one."),
+        },
+        description="An error (RFC 9457 problem details).",
+    )
+
+
+def _v2_error_schema() -> Schema:
+    return Schema(
+        type=OpenAPIType.OBJECT,
+        required=["error"],
+        properties={"error": Schema(type=OpenAPIType.STRING)},
+        description="An error of the KServe v2 protocol.",
+    )
+
+
+def _response(description: str, media_type: str, schema: str) -> OpenAPIResponse:
+    ref = Reference(ref=f"#/components/schemas/{schema}")
+    return OpenAPIResponse(
+        description=description, content={media_type: OpenAPIMediaType(schema=ref)}
+    )
+
+
+def describe_errors(document: OpenAPI) -> OpenAPI:
+    """Replace the generated error responses of every guarded operation (in place)."""
+    components = document.components
+    if isinstance(components, list) or components is None:
+        components = Components()
+        document.components = components
+    schemas = dict(components.schemas or {})
+    schemas[PROBLEM] = _problem_schema()
+    schemas[V2_ERROR] = _v2_error_schema()
+    components.schemas = schemas
+    for path, item in (document.paths or {}).items():
+        if is_public(path):
+            continue
+        v2 = path == "/v2" or path.startswith("/v2/")
+        media_type, schema = ("application/json", V2_ERROR) if v2 else (PROBLEM_JSON, PROBLEM)
+        for method in _METHODS:
+            operation = getattr(item, method, None)
+            if not isinstance(operation, Operation):
+                continue
+            responses = {
+                code: response
+                for code, response in (operation.responses or {}).items()
+                if not code.startswith(("4", "5"))
+            }
+            responses["4XX"] = _response(
+                "The request was refused (bad input, no or wrong key, unknown resource, "
+                "conflict, too large); nothing was changed.",
+                media_type,
+                schema,
+            )
+            responses["503"] = _response(
+                "The state store or the model is unavailable; retry after Retry-After seconds.",
+                media_type,
+                schema,
+            )
+            operation.responses = responses
+    return document
+
+
+__all__ = ["PROBLEM", "V2_ERROR", "describe_errors"]
