@@ -246,3 +246,35 @@ async def test_one_of_two_replicas_killed_under_load(
         assert set(by_status) == {200}, (phase_name, by_status)
     assert tally.acks_after_recovery > 0
     check_final_states(durable_redis, model_repository, tally)
+
+
+async def test_frozen_redis_gives_503_in_bounded_time_and_a_retry_applies_once(
+    model_repository: Path, durable_redis: RedisServer, tmp_path: Path
+) -> None:
+    """Redis that accepts connections but answers nothing (SIGSTOP): the slow case."""
+    env = service_env(model_repository, durable_redis.url)
+    with ServiceProcess(env, log=tmp_path / "service.log") as service:
+        create_streams(service.url)
+        body = {"observations": [reading(0, 0)]}
+        async with httpx.AsyncClient(base_url=service.url, timeout=30.0) as client:
+            durable_redis.pause()
+            try:
+                started = time.monotonic()
+                r = await client.post("/v1/streams/w0-s0/observations", json=body)
+                elapsed = time.monotonic() - started
+                assert r.status_code == 503, r.text
+                assert int(r.headers["retry-after"]) >= 1
+                assert r.headers["content-type"].startswith("application/problem+json")
+                assert elapsed < OUTAGE_ANSWER_SECONDS
+                ready = await client.get("/health/ready")
+                assert ready.status_code == 503
+                assert "retry-after" in ready.headers
+            finally:
+                durable_redis.resume()
+            await wait_ready(service.url, ready=True, within=10.0)
+            # The timed-out write may or may not have landed; the retry makes it exactly once.
+            r = await client.post("/v1/streams/w0-s0/observations", json=body)
+            assert r.status_code == 200, r.text
+            r = await client.post("/v1/streams/w0-s0/observations", json=body)
+            assert r.json()["applied"] == 0  # a plain duplicate now
+            assert (await client.get("/v1/streams/w0-s0")).json()["seq"] == 1
