@@ -1,4 +1,13 @@
-"""``python -m models train | export | validate | compare``: the model pipeline's command line."""
+"""The model pipeline's command line: train, export, validate, compare.
+
+Examples::
+
+    python -m models train taylor --kind gru --repository models/repository
+    python -m models train plant.csv --target load --season 96 --checkpoint plant.pt
+    python -m models export plant.pt --repository /srv/models --name plant-lstm
+    python -m models validate /srv/models
+    python -m models compare --jobs 3 --demo-repository models/repository
+"""
 
 from __future__ import annotations
 
@@ -147,7 +156,11 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m models", description=__doc__)
+    top = argparse.ArgumentParser(
+        prog="python -m models",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = top.add_subparsers(dest="command", required=True)
     _add_train(commands)
 
