@@ -6,7 +6,8 @@ validates input, but errors reach clients through this service's handlers: REST 
 (``service.api.kserve``). Rather than repeat that on every handler, the document is corrected
 once when the app is built: every guarded operation gets a ``4XX`` and a ``503`` response in
 its router's form. The open probes keep what their handlers declare (their 503 body is their
-own report).
+own report). The v2 inference response, which Litestar can only see as bytes, is described
+as what it is.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Final
 from litestar.openapi.spec import (
     Components,
     OpenAPI,
+    OpenAPIFormat,
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
@@ -58,6 +60,40 @@ def _v2_error_schema() -> Schema:
     )
 
 
+def _v2_infer_response() -> OpenAPIResponse:
+    """The inference response: JSON, or JSON followed by the binary tensor (octet-stream)."""
+    output = Schema(
+        type=OpenAPIType.OBJECT,
+        required=["name", "datatype", "shape"],
+        properties={
+            "name": Schema(type=OpenAPIType.STRING),
+            "datatype": Schema(type=OpenAPIType.STRING),
+            "shape": Schema(type=OpenAPIType.ARRAY, items=Schema(type=OpenAPIType.INTEGER)),
+            "data": Schema(type=OpenAPIType.ARRAY, items=Schema(type=OpenAPIType.NUMBER)),
+            "parameters": Schema(type=OpenAPIType.OBJECT),
+        },
+    )
+    body = Schema(
+        type=OpenAPIType.OBJECT,
+        required=["model_name", "outputs"],
+        properties={
+            "model_name": Schema(type=OpenAPIType.STRING),
+            "model_version": Schema(type=OpenAPIType.STRING),
+            "id": Schema(type=OpenAPIType.STRING),
+            "outputs": Schema(type=OpenAPIType.ARRAY, items=output),
+        },
+    )
+    return OpenAPIResponse(
+        description="The forecast tensor [B, H, Q].",
+        content={
+            "application/json": OpenAPIMediaType(schema=body),
+            "application/octet-stream": OpenAPIMediaType(
+                schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
+            ),
+        },
+    )
+
+
 def _response(description: str, media_type: str, schema: str) -> OpenAPIResponse:
     ref = Reference(ref=f"#/components/schemas/{schema}")
     return OpenAPIResponse(
@@ -89,6 +125,9 @@ def describe_errors(document: OpenAPI) -> OpenAPI:
                 for code, response in (operation.responses or {}).items()
                 if not code.startswith(("4", "5"))
             }
+            if v2 and path.endswith("/infer"):
+                # Litestar sees ``Response[bytes]`` and can only say "a string".
+                responses["200"] = _v2_infer_response()
             responses["4XX"] = _response(
                 "The request was refused (bad input, no or wrong key, unknown resource, "
                 "conflict, too large); nothing was changed.",

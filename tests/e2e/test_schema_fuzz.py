@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import hypothesis
 import pytest
 import redis
@@ -41,6 +42,7 @@ ADMIN_KEY = "fuzz-admin-key-0123456789"
 #: A database of the session's Redis that only this module uses.
 DB = 7
 T0 = 1_790_000_000.0
+STREAMS = ("s", "0", "a")
 
 
 @pytest.fixture(scope="module")
@@ -69,13 +71,13 @@ def service(redis_server: RedisServer, repository: Path) -> Iterator[ServiceProc
     }
     with ServiceProcess(env) as process:
         # A few streams, so the fuzzer's requests meet existing state too.
-        for stream in ("s", "0", "a"):
-            r = __import__("httpx").put(
+        for stream in STREAMS:
+            r = httpx.put(
                 f"{process.url}/v1/streams/{stream}",
-                json={"model": "demo-lstm", "history": [{"timestamp": T0, "value": 1.0}]},
+                json={"model": "demo-lstm", "history": [{"timestamp": T0, "values": [1.0, 2.0]}]},
                 headers={"X-API-Key": ADMIN_KEY},
             )
-            assert r.status_code in (200, 201, 422), r.text
+            assert r.status_code == 201, r.text
         yield process
 
 
@@ -91,10 +93,29 @@ def store_snapshot(port: int) -> dict[bytes, bytes | None]:
         return {key: client.get(key) for key in sorted(client.keys("*"))}
 
 
+def steer_towards_existing(case: Any) -> None:
+    """Point most cases at the served model and the existing streams, deterministically.
+
+    Random names almost never hit either, so without this nearly every answer would be a
+    404 and the success responses would go unchecked. Admin operations keep their random
+    names (unloading the only model would starve the rest of the run), DELETE keeps its random
+    stream ids (so the streams stay for the other operations), and the forecast subscription
+    (server-sent events) never meets a live stream, whose answer would not end.
+    """
+    params = case.path_parameters
+    if params is None or case.path.startswith("/v1/admin"):
+        return
+    if "name" in params:
+        params["name"] = "demo-lstm"
+    if "stream_id" in params and case.method != "DELETE" and not case.path.endswith("/forecasts"):
+        generated = str(params["stream_id"])
+        params["stream_id"] = (*STREAMS, generated)[len(generated) % (len(STREAMS) + 1)]
+
+
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
-@schema.parametrize()
+@schema.parametrize()  # type: ignore[untyped-decorator]
 @hypothesis.settings(
     max_examples=12,
     derandomize=True,
@@ -105,6 +126,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 def test_api_conforms_and_rejections_change_nothing(
     case: Any, service: ServiceProcess, redis_server: RedisServer
 ) -> None:
+    steer_towards_existing(case)
     before = store_snapshot(redis_server.port)
     response = case.call(base_url=service.url, headers={"X-API-Key": ADMIN_KEY}, timeout=30)
     case.validate_response(
