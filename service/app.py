@@ -23,8 +23,11 @@ from service.api.health import live, metrics, ready
 from service.api.kserve import v2_router
 from service.api.middleware import metrics_middleware
 from service.api.openapi import describe_errors
-from service.api.rest import ModelController, StreamController
-from service.forecaster import Forecaster
+from service.api.rest import ModelController, StreamController, observe_bulk
+from service.api.schemas import observe_out
+from service.api.streaming import forecast_events, observations_socket
+from service.bus import open_bus
+from service.forecaster import Forecaster, ObserveResult
 from service.lifecycle import model_lifecycle
 from service.metrics import Metrics
 from service.registry import ModelRegistry
@@ -75,6 +78,11 @@ def create_app(
                 runtime.manifest.kind,
                 ",".join(runtime.providers),
             ).set(1)
+        bus = open_bus(
+            cfg.store_url if own_store else "memory://",
+            key_prefix=cfg.key_prefix,
+            timeout_seconds=cfg.store_timeout_seconds,
+        )
         forecaster = Forecaster(
             models,
             InstrumentedStore(backend, instruments),
@@ -82,8 +90,13 @@ def create_app(
             key_prefix=cfg.key_prefix,
             ttl_seconds=cfg.stream_ttl_seconds,
             cas_retries=cfg.cas_retries,
+            batch_max_rows=cfg.batch_max_rows,
+            batch_max_delay=cfg.batch_max_delay_ms / 1000.0,
+            bus=bus,
+            encode=_encode_update,
             max_observations=cfg.max_observations,
         )
+        app.state.settings = cfg
         app.state.registry = models
         app.state.metrics = instruments
         app.state.forecaster = forecaster
@@ -99,6 +112,8 @@ def create_app(
             yield
         finally:
             app.state.started = False
+            await forecaster.aclose()
+            await bus.close()
             if own_store:
                 await backend.close()
             if own_registry:
@@ -108,6 +123,9 @@ def create_app(
         route_handlers=[
             ModelController,
             StreamController,
+            observe_bulk,
+            observations_socket,
+            forecast_events,
             AdminController,
             live,
             ready,
@@ -154,3 +172,8 @@ def _forecaster(state: State) -> Forecaster:
 def _registry(state: State) -> ModelRegistry:
     models: ModelRegistry = state.registry
     return models
+
+
+def _encode_update(result: ObserveResult) -> bytes:
+    """What subscribers receive for each update: the same body an observe request gets."""
+    return observe_out(result).model_dump_json().encode()

@@ -7,16 +7,18 @@ and compare-and-set live in exactly one place.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from service.batching import MicroBatcher, Pending, fresh_start, group_rows, rounds
+from service.bus import ForecastBus, LocalBus
 from service.errors import (
     Conflict,
     ForecastError,
@@ -227,6 +229,8 @@ class Forecaster:
         max_observations: int = 10_000,
         batch_max_rows: int = 1024,
         batch_max_delay: float = 0.0,
+        bus: ForecastBus | None = None,
+        encode: Callable[[ObserveResult], bytes] | None = None,
     ) -> None:
         self.registry = registry
         self.store = store
@@ -236,6 +240,8 @@ class Forecaster:
         self._cas_retries = cas_retries
         self._max_observations = max_observations
         self._recent: dict[str, float] = {}
+        self._bus: ForecastBus = bus if bus is not None else LocalBus()
+        self._encode = encode
         self._batcher: MicroBatcher[_ObserveItem, ObserveResult] = MicroBatcher(
             self._observe_batch,
             max_items=batch_max_rows,
@@ -447,6 +453,7 @@ class Forecaster:
                 return
             lost = {w.key for w, ok in zip(dirty, written, strict=True) if not ok}
         retry: list[Pending[_ObserveItem, ObserveResult]] = []
+        announce: list[tuple[str, ObserveResult]] = []
         for i, pending in enumerate(live):
             key = pending.item.key
             if key in lost:
@@ -469,11 +476,36 @@ class Forecaster:
             self._touch(key)
             view = views[i]
             assert view is not None
-            pending.future.set_result(ObserveResult(view, applied[i], skipped[i]))
+            result = ObserveResult(view, applied[i], skipped[i])
+            pending.future.set_result(result)
+            if applied[i]:
+                announce.append((key, result))
         if lost:
             self.metrics.cas_conflicts.inc(len(lost))
         if retry:
             self._batcher.retry_first(retry)
+        await self._announce(announce)
+
+    async def _announce(self, updates: Sequence[tuple[str, ObserveResult]]) -> None:
+        """Publish updates of the streams someone subscribes to (usually none: free)."""
+        if self._encode is None or not updates:
+            return
+        await self._bus.refresh()
+        channels = [_channel(key) for key, _ in updates]
+        wanted = self._bus.has_subscribers(channels)
+        messages = [
+            (channel, self._encode(result))
+            for channel, want, (_, result) in zip(channels, wanted, updates, strict=True)
+            if want
+        ]
+        if messages:
+            await self._bus.publish(messages)
+
+    def subscribe(
+        self, tenant: str, stream_id: str
+    ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        """Encoded updates of one stream, from whichever replica makes them."""
+        return self._bus.subscribe(_channel(self._key(tenant, stream_id)))
 
     async def get_stream(self, tenant: str, stream_id: str) -> StreamView:
         key = self._key(tenant, stream_id)
@@ -583,6 +615,11 @@ class Forecaster:
         for k in stale:
             del self._recent[k]
         return float(len(self._recent))
+
+
+def _channel(key: str) -> str:
+    prefix, _, rest = key.partition(":s:")
+    return f"{prefix}:fc:{rest}"
 
 
 def _work(work: dict[str, _Work | ForecastError], key: str) -> _Work:

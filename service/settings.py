@@ -92,6 +92,31 @@ class Settings(BaseSettings):
     cas_retries: int = Field(
         default=16, ge=1, description="Compare-and-set attempts before a write is reported as 409."
     )
+    batch_max_rows: int = Field(
+        default=1024,
+        ge=1,
+        le=65536,
+        description="Most observe requests (across streams) applied together in one batch.",
+    )
+    batch_max_delay_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=100,
+        description=(
+            "How long a non-full batch may wait for more requests. 0 sends what is waiting: "
+            "requests that arrive while a batch runs form the next one anyway."
+        ),
+    )
+    ws_max_in_flight: int = Field(
+        default=256,
+        ge=1,
+        description="WebSocket messages processed at once per connection; more wait unread.",
+    )
+    ws_max_message_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest WebSocket message; a bigger one closes the socket (code 1009).",
+    )
     inference_threads: int = Field(
         default=0, ge=0, description="onnxruntime intra-op threads per session; 0 lets it choose."
     )

@@ -59,11 +59,26 @@ def problem(
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def problem_body(exc: errors.ForecastError) -> dict[str, Any]:
+    """The problem+json body of a domain error, for interfaces that answer many at once."""
+    body: dict[str, Any] = {
+        "type": f"urn:stateful-forecast:problem:{exc.code}",
+        "title": exc.title,
+        "status": status_of(exc),
+        "detail": exc.detail,
+        "code": exc.code,
+    }
+    if exc.field is not None:
+        body["field"] = exc.field
+    return body
+
+
 def _domain(_: Request[Any, Any, Any], exc: errors.ForecastError) -> Response[dict[str, Any]]:
     headers = None
     if isinstance(exc, errors.StoreUnavailable):
         headers = {"Retry-After": str(exc.retry_after)}
-    return problem(status_of(exc), exc.code, exc.title, exc.detail, exc.field, headers)
+    body = problem_body(exc)
+    return Response(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
 
 
 def _field_of(extra: Any) -> str | None:
@@ -131,4 +146,11 @@ def exception_handlers() -> ExceptionHandlersMap:
     }
 
 
-__all__ = ["PROBLEM_JSON", "STATUS", "exception_handlers", "problem", "status_of"]
+__all__ = [
+    "PROBLEM_JSON",
+    "STATUS",
+    "exception_handlers",
+    "problem",
+    "problem_body",
+    "status_of",
+]

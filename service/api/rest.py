@@ -5,11 +5,15 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Response, delete, get, post, put
+from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody, PathParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from service.api.bulk import observe_streams
 from service.api.deps import ForecasterDep, MaxSeriesDep, RegistryDep, TenantDep
 from service.api.schemas import (
+    BulkObserveRequest,
+    BulkObserveResponse,
     ForecastRequest,
     ForecastResponse,
     ObserveOut,
@@ -157,3 +161,18 @@ class StreamController(Controller):
 
 def _dump(value: Any) -> Any:
     return None if value is None else value.model_dump(exclude_none=True)
+
+
+@post(
+    "/v1/observations",
+    summary="Observe many streams in one request; each answers on its own",
+    tags=["streams"],
+    status_code=HTTP_200_OK,
+)
+async def observe_bulk(
+    forecaster: ForecasterDep, tenant: TenantDep, state: State, data: JSONBody[BulkObserveRequest]
+) -> BulkObserveResponse:
+    limit: int = state.settings.max_observations
+    return BulkObserveResponse(
+        results=await observe_streams(forecaster, tenant, data.streams, limit)
+    )

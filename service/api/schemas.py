@@ -177,3 +177,42 @@ def observe_out(result: ObserveResult) -> ObserveOut:
         applied=result.applied,
         skipped=[datetime.fromtimestamp(t, tz=UTC) for t in result.skipped],
     )
+
+
+class StreamObservationsIn(BaseModel):
+    """New readings of one stream, inside a bulk request or a WebSocket message."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | int | None = Field(default=None, description="Echoed back with the answer.")
+    stream_id: str
+    observations: list[ObservationIn] = Field(min_length=1)
+
+
+class BulkObserveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    streams: list[StreamObservationsIn] = Field(min_length=1)
+
+
+class ProblemOut(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    field: str | None = None
+
+
+class StreamAnswer(BaseModel):
+    """One stream's outcome: ``result`` when ``status`` is 200, else ``error``."""
+
+    id: str | int | None = None
+    stream_id: str
+    status: int
+    result: ObserveOut | None = None
+    error: ProblemOut | None = None
+
+
+class BulkObserveResponse(BaseModel):
+    results: list[StreamAnswer]

@@ -37,8 +37,10 @@ class StateStore(Protocol):
         this write unless written again.
 
         A key that already holds exactly ``value`` counts as written (True, TTL refreshed),
-        so a call retried after its reply was lost reports the write that landed. Writers
-        that apply different observations never produce identical records.
+        so a call retried after its reply was lost reports the write that landed. Every
+        record carries a random write nonce, so this matches only a writer's own retry:
+        two replicas that compute the same update still write different bytes, and the
+        slower one loses the race and sees the observation as a duplicate.
         """
         ...
 

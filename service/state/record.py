@@ -15,8 +15,10 @@ Layout (little-endian)::
     66      2     horizon H of the stored forecast (0 without)
     68      2     quantile count Q of the stored forecast (0 without)
     70      4     state size S
-    74      N     model name, UTF-8
-    74+N    4*S   state row, float32
+    74      8     write nonce: random per record built, so two writers never produce
+                  byte-identical records (see ``StateStore.compare_and_set``)
+    82      N     model name, UTF-8
+    82+N    4*S   state row, float32
     ...     4*H*Q latest forecast, float32 (only with flag bit 0)
 
 Bytes 4..20 (incarnation + seq) are the compare-and-set token: a writer succeeds only if
@@ -40,8 +42,8 @@ FLAG_FORECAST = 0x01
 TOKEN_SLICE = slice(4, 20)
 TOKEN_SIZE = 16
 
-_HEADER = struct.Struct("<2sBBQQd32sIHHHI")
-HEADER_SIZE = _HEADER.size  # 74
+_HEADER = struct.Struct("<2sBBQQd32sIHHHIQ")
+HEADER_SIZE = _HEADER.size  # 82
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -66,6 +68,9 @@ class StreamRecord:
     last_ts: float
     state: FloatArray
     forecast: FloatArray | None = field(default=None)
+    #: Drawn afresh for every record built (decoding keeps it), so the same update computed
+    #: by two replicas is still two different writes.
+    nonce: int = field(default_factory=lambda: secrets.randbits(64))
 
     @property
     def token(self) -> bytes:
@@ -105,6 +110,7 @@ class StreamRecord:
                 horizon,
                 n_quantiles,
                 state.size,
+                self.nonce,
             )
         except struct.error as exc:
             raise RecordError(f"record field out of range: {exc}") from exc
@@ -127,6 +133,7 @@ class StreamRecord:
             horizon,
             n_quantiles,
             state_size,
+            nonce,
         ) = _HEADER.unpack_from(data)
         if magic != MAGIC:
             raise RecordError("not a stream record (bad magic)")
@@ -161,6 +168,7 @@ class StreamRecord:
             last_ts=last_ts,
             state=state,
             forecast=forecast,
+            nonce=nonce,
         )
 
 

@@ -7,6 +7,7 @@ end (Redis only) stop, freeze and restart a private server under a live store.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -349,8 +350,9 @@ async def test_stopped_redis_is_reported_and_survived(aof_server: RedisServer, k
 
         aof_server.start()  # same port, same directory: the AOF is replayed
         assert await store.get(key("s")) == value
-        assert await store.compare_and_set(key("s"), token_of(value), record(5).encode(), TTL)
-        assert await store.get(key("s")) == record(5).encode()
+        newer = record(5).encode()
+        assert await store.compare_and_set(key("s"), token_of(value), newer, TTL)
+        assert await store.get(key("s")) == newer
     finally:
         await store.close()
 
@@ -411,9 +413,10 @@ async def test_store_closes_only_a_client_it_created(redis_url: str) -> None:
     client = Redis.from_url(redis_url)
     try:
         borrowed = RedisStore(client, timeout_seconds=OUTAGE_TIMEOUT)
-        await borrowed.put(key("s"), record(0).encode(), TTL)
+        value = record(0).encode()
+        await borrowed.put(key("s"), value, TTL)
         await borrowed.close()
-        assert await client.get(key("s")) == record(0).encode()  # still open
+        assert await client.get(key("s")) == value  # still open
     finally:
         await client.aclose()
 
@@ -512,3 +515,18 @@ async def test_cluster_batches_follow_slots_that_moved() -> None:
             assert await store.compare_and_set_many(stale, TTL) == [False] * 12
         finally:
             await store.close()
+
+
+async def test_the_same_update_from_two_writers_is_applied_once(store: StateStore) -> None:
+    """Two replicas that compute the same update race like any two writers: one loses.
+
+    Records carry a random write nonce, so the "already stored" rule (which lets a writer's
+    own retried call succeed) never makes another writer's identical update succeed too.
+    """
+    base = record(0).encode()
+    await store.put(key("s"), base, TTL)
+    first = record(1, state=[1.0, 2.0])
+    second = dataclasses.replace(first, nonce=first.nonce ^ 1)
+    assert await store.compare_and_set(key("s"), token_of(base), first.encode(), TTL)
+    assert not await store.compare_and_set(key("s"), token_of(base), second.encode(), TTL)
+    assert await store.compare_and_set(key("s"), token_of(base), first.encode(), TTL)
