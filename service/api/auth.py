@@ -10,8 +10,9 @@ every other method ``write``, and a handler (or its controller) may ask for more
 too weak a role gets 403 whatever the stream, and a stream's existence never leaks. Health
 probes, ``/metrics`` and the OpenAPI documents are open (see :data:`PUBLIC_PREFIXES`).
 
-Streaming routes (WebSocket, SSE) call :func:`authenticate` with their connection and
-:func:`require` with the role they need; the tenant is ``principal.tenant``.
+The guard covers WebSocket routes too (a refused socket closes with 4401 or 4403); a handler
+reads who is calling with :func:`principal_of`, and code outside a route can call
+:func:`authenticate` with a connection or headers and :func:`require` with a role.
 """
 
 from __future__ import annotations
@@ -29,7 +30,12 @@ from typing import Any, Final
 
 from litestar import Litestar, Request
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.enums import ScopeType
+from litestar.exceptions import (
+    NotAuthorizedException,
+    PermissionDeniedException,
+    WebSocketException,
+)
 from litestar.handlers.base import BaseRouteHandler
 from pydantic import TypeAdapter, ValidationError
 
@@ -49,6 +55,8 @@ PUBLIC_PATHS: Final = frozenset({"/metrics"})
 PRINCIPAL_KEY: Final = "forecast_principal"
 API_KEY_HEADER: Final = "x-api-key"
 CHALLENGE: Final = 'Bearer realm="stateful-forecast", charset="UTF-8"'
+#: A refused WebSocket closes with this plus the HTTP status: 4401 no key, 4403 weak role.
+WS_CLOSE_BASE: Final = 4000
 
 
 class AuthConfigError(ValueError):
@@ -277,11 +285,22 @@ def required_role(connection: ASGIConnection[Any, Any, Any, Any], opt: Mapping[s
 
 
 def auth_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """App-wide guard: authenticate, check the role, remember the principal for the handler."""
+    """App-wide guard: authenticate, check the role, remember the principal for the handler.
+
+    A refused WebSocket is closed with 4000 + the HTTP status (4401, 4403), the usual
+    convention, rather than Litestar's generic 4500.
+    """
     if handler.opt.get("public") or is_public(connection.scope["path"]):
         return
-    principal = authenticate(connection)
-    require(principal, required_role(connection, handler.opt))
+    try:
+        principal = authenticate(connection)
+        require(principal, required_role(connection, handler.opt))
+    except (NotAuthorizedException, PermissionDeniedException) as exc:
+        if connection.scope["type"] == ScopeType.WEBSOCKET:
+            raise WebSocketException(
+                detail=str(exc.detail), code=WS_CLOSE_BASE + exc.status_code
+            ) from exc
+        raise
     connection.scope.setdefault("state", {})[PRINCIPAL_KEY] = principal
 
 

@@ -1,0 +1,161 @@
+"""Keys and tenant isolation on the streaming interfaces: the WebSocket and server-sent events.
+
+The same guard as REST: no key is refused, a read key cannot write over the WebSocket, and a
+tenant neither reaches nor hears another tenant's stream of the same id.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from litestar.exceptions import WebSocketDisconnect
+from litestar.testing import TestClient
+
+from service.app import create_app
+from service.settings import ApiKeyEntry, Settings
+from service.state.record import stream_key
+from tests.support.service_process import ServiceProcess
+
+T0 = 1_800_000_000.0
+KEYS = [
+    {"key": "stream-acme-writer-0123", "tenant": "acme", "role": "write"},
+    {"key": "stream-acme-reader-0123", "tenant": "acme", "role": "read"},
+    {"key": "stream-beta-writer-0123", "tenant": "beta", "role": "write"},
+]
+A_WRITE, A_READ, B_WRITE = ({"X-API-Key": str(k["key"])} for k in KEYS)
+
+
+def obs(i: int) -> dict[str, Any]:
+    return {"timestamp": T0 + 3600 * i, "values": [1.0 + 0.1 * i, 20.0]}
+
+
+@pytest.fixture
+def client(model_repository: Path) -> Iterator[TestClient[Any]]:
+    settings = Settings(
+        model_repository=model_repository,
+        providers="cpu",
+        api_keys=[ApiKeyEntry.model_validate(k) for k in KEYS],
+    )
+    with TestClient(app=create_app(settings)) as c:
+        yield c
+
+
+def raw(client: TestClient[Any], tenant: str, stream: str) -> bytes | None:
+    store = client.app.state.forecaster.store
+    result: bytes | None = client.blocking_portal.call(
+        store.get, stream_key("fcst", tenant, stream)
+    )
+    return result
+
+
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [({}, 4401), ({"X-API-Key": "not-a-key-0000000000"}, 4401), (A_READ, 4403)],
+)
+def test_websocket_refuses_no_key_a_wrong_key_and_a_read_key(
+    client: TestClient[Any], headers: dict[str, str], code: int
+) -> None:
+    assert client.put("/v1/streams/pump", json={"model": "demo-lstm"}, headers=A_WRITE).is_success
+    connection = client.websocket_connect("/v1/ws", headers=headers)
+    with pytest.raises(WebSocketDisconnect) as closed:
+        connection.__enter__()
+    assert closed.value.code == code
+    assert client.get("/v1/streams/pump", headers=A_READ).json()["seq"] == 0
+
+
+def test_websocket_reaches_only_the_tenants_own_streams(client: TestClient[Any]) -> None:
+    r = client.put(
+        "/v1/streams/pump", json={"model": "demo-lstm", "history": [obs(0)]}, headers=A_WRITE
+    )
+    assert r.status_code == 201
+    acme = raw(client, "acme", "pump")
+    with client.websocket_connect("/v1/ws", headers=B_WRITE) as ws:
+        ws.send_text(json.dumps({"id": "b1", "stream_id": "pump", "observations": [obs(1)]}))
+        answer = json.loads(ws.receive_text())
+        assert answer["status"] == 404  # acme's stream does not exist for beta
+        assert raw(client, "acme", "pump") == acme
+        assert client.put(
+            "/v1/streams/pump", json={"model": "demo-gru"}, headers=B_WRITE
+        ).is_success
+        ws.send_text(json.dumps({"id": "b2", "stream_id": "pump", "observations": [obs(1)]}))
+        answer = json.loads(ws.receive_text())
+        assert answer["status"] == 200
+        assert answer["result"]["model"]["name"] == "demo-gru"
+    assert raw(client, "acme", "pump") == acme
+    assert client.get("/v1/streams/pump", headers=A_READ).json()["seq"] == 1
+    assert client.get("/v1/streams/pump", headers=B_WRITE).json()["seq"] == 1
+
+
+def test_sse_needs_a_key_and_sees_no_other_tenants_stream(client: TestClient[Any]) -> None:
+    assert client.put("/v1/streams/pump", json={"model": "demo-lstm"}, headers=A_WRITE).is_success
+    r = client.get("/v1/streams/pump/forecasts")
+    assert r.status_code == 401
+    r = client.get("/v1/streams/pump/forecasts", headers=B_WRITE)
+    assert r.status_code == 404
+
+
+def read_events(
+    url: str, headers: dict[str, str], count: int, out: list[dict[str, Any]], ready: threading.Event
+) -> None:
+    with httpx.stream("GET", url, headers=headers, timeout=20.0) as response:
+        assert response.status_code == 200
+        event = None
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                out.append({"event": event, "data": json.loads(line.split(":", 1)[1])})
+                if event == "snapshot":
+                    ready.set()
+                if len(out) == count:
+                    return
+
+
+def test_sse_subscriber_hears_only_its_tenants_updates(
+    model_repository: Path, tmp_path: Path
+) -> None:
+    """A read key subscribes to acme's ``pump``; beta writing its own ``pump`` is not heard."""
+    env = {
+        "FORECAST_MODEL_REPOSITORY": str(model_repository),
+        "FORECAST_API_KEYS": json.dumps(KEYS),
+    }
+    with ServiceProcess(env, log=tmp_path / "service.log") as service:
+        url = service.url
+        history = {"model": "demo-lstm", "history": [obs(i) for i in range(5)]}
+        assert httpx.put(f"{url}/v1/streams/pump", json=history, headers=B_WRITE).is_success
+        r = httpx.put(f"{url}/v1/streams/pump", json={"model": "demo-lstm"}, headers=A_WRITE)
+        assert r.status_code == 201
+        events: list[dict[str, Any]] = []
+        ready = threading.Event()
+        reader = threading.Thread(
+            target=read_events,
+            args=(f"{url}/v1/streams/pump/forecasts", A_READ, 2, events, ready),
+        )
+        reader.start()
+        assert ready.wait(20)
+        time.sleep(0.5)
+        for i in range(5, 7):  # beta's updates: seq 6 and 7 of beta's stream
+            r = httpx.post(
+                f"{url}/v1/streams/pump/observations",
+                json={"observations": [obs(i)]},
+                headers=B_WRITE,
+            )
+            assert r.status_code == 200
+        mine = httpx.post(
+            f"{url}/v1/streams/pump/observations",
+            json={"observations": [obs(0)]},
+            headers=A_WRITE,
+        ).json()
+        reader.join(20)
+        assert not reader.is_alive()
+    assert [e["event"] for e in events] == ["snapshot", "forecast"]
+    assert events[0]["data"]["seq"] == 0
+    assert events[1]["data"]["seq"] == 1
+    assert events[1]["data"]["forecast"] == mine["forecast"]
