@@ -26,15 +26,13 @@ import redis
 
 from service.runtime import load_runtime
 from service.state.record import StreamRecord, stream_key
-from tests.support.compose import MODEL_REPOSITORY, NGINX_SITE, redis_args, replica_env
+from tests.support.compose import NGINX_SITE, baked_model, redis_args, replica_env
 from tests.support.debian import ensure_tool
 from tests.support.nginx import NginxBalancer
 from tests.support.redis_server import RedisServer, redis_available
 from tests.support.service_process import ServiceProcess
 
 pytestmark = pytest.mark.slow
-
-MODEL = "demo-lstm"
 
 STREAMS = 6
 LENGTH = 48
@@ -54,8 +52,9 @@ def nginx_binary() -> str:
 def series(stream: int) -> list[dict[str, float]]:
     rng = np.random.default_rng(stream)
     t = np.arange(LENGTH)
-    values = 10.0 + 3.0 * np.sin(2 * np.pi * t / 24 + stream) + rng.normal(0.0, 0.5, LENGTH)
-    return [{"timestamp": START + 60.0 * i, "value": float(v)} for i, v in enumerate(values)]
+    daily = np.sin(2 * np.pi * t / 48 + stream)  # half-hourly readings, like the demo models'
+    values = 30_000.0 + 4_000.0 * daily + rng.normal(0.0, 300.0, LENGTH)
+    return [{"timestamp": START + 1800.0 * i, "value": float(v)} for i, v in enumerate(values)]
 
 
 @dataclass
@@ -95,11 +94,11 @@ class Client:
 
 
 def restart_redis_when_seen(server: RedisServer, client: Client) -> None:
-    """Stop Redis, keep it down until a request met the outage (a 503), start it again.
-
-    Stopping is what ``docker compose restart redis`` does (SIGTERM: the AOF is flushed).
+    """Kill Redis (SIGKILL), keep it down until a request met the outage (a 503), start it
+    again on the same AOF. With ``appendonly yes`` every acknowledged write is in the file
+    even when the process dies without a clean shutdown (the host crashing is another story).
     """
-    server.stop()
+    server.stop(kill=True)
     seen = client.store_unavailable.wait(timeout=30.0)
     server.start()
     assert seen, "no request met the Redis outage"
@@ -150,13 +149,14 @@ async def test_streams_survive_redis_and_replica_restarts_behind_nginx(
     deployment: tuple[RedisServer, list[ServiceProcess], NginxBalancer],
 ) -> None:
     redis_server, (replica_a, replica_b), balancer = deployment
+    model, model_dir = baked_model()
     data = {f"sensor-{i}": series(i) for i in range(STREAMS)}
     thirds = (LENGTH // 3, 2 * LENGTH // 3, 5 * LENGTH // 6, LENGTH)
 
     async with httpx.AsyncClient(timeout=10.0) as http:
         client = Client(http, balancer.url)
         for stream in data:
-            r = await client.send("PUT", f"/v1/streams/{stream}", {"model": MODEL})
+            r = await client.send("PUT", f"/v1/streams/{stream}", {"model": model})
             assert r.status_code == 201, r.text
 
         async def feed(stream: str, start: int, stop: int) -> None:
@@ -197,7 +197,7 @@ async def test_streams_survive_redis_and_replica_restarts_behind_nginx(
     assert applied(metrics_a) > 0, "the restarted replica got no traffic back from nginx"
     assert applied(metrics_b) > 0
 
-    runtime = load_runtime(MODEL_REPOSITORY / MODEL / "1", providers="cpu")
+    runtime = load_runtime(model_dir, providers="cpu")
     env = replica_env(redis_server.url)
     store = redis.Redis.from_url(redis_server.url)
     try:

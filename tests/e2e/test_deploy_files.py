@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from service.settings import Settings
+from tests.support.compose import baked_model
 from tests.support.dashboard import (
     dashboard_metrics,
     exported_metric_names,
@@ -362,14 +363,15 @@ def test_dashboard_queries_only_metrics_the_service_exports(tmp_path: Path) -> N
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     with ServiceProcess({"FORECAST_STORE_URL": "memory://"}, log=tmp_path / "service.log") as svc:
         base = svc.url
+        model = baked_model()[0]
         stream = f"{base}/v1/streams/dash-1"
-        obs = [{"timestamp": 1_800_000_000 + 60 * i, "value": float(i)} for i in range(3)]
-        assert httpx.put(stream, json={"model": "demo-lstm"}).status_code == 201
+        obs = [{"timestamp": 1_800_000_000 + 1800 * i, "value": 30_000.0 + i} for i in range(3)]
+        assert httpx.put(stream, json={"model": model}).status_code == 201
         assert httpx.post(f"{stream}/observations", json={"observations": obs}).status_code == 200
         again = httpx.post(f"{stream}/observations", json={"observations": obs[-1:]})
         assert again.json()["skipped"], "a repeated timestamp must be skipped"
         series = {"series": [{"observations": obs}]}
-        assert httpx.post(f"{base}/v1/models/demo-lstm/forecast", json=series).status_code == 200
+        assert httpx.post(f"{base}/v1/models/{model}/forecast", json=series).status_code == 200
         assert httpx.delete(stream).status_code == 204
         exported = exported_metric_names(httpx.get(f"{base}/metrics").text)
 

@@ -17,6 +17,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.support.compose import baked_model
 from tests.support.dashboard import grafana_to_promql
 from tests.support.debian import ensure_tool
 from tests.support.prometheus import PrometheusServer, render_scrape_config
@@ -45,14 +46,15 @@ def wait_for(prometheus: PrometheusServer, expr: str, what: str) -> list[dict[st
 
 def traffic(base: str, round_: int) -> None:
     """Streams created, observed (with one duplicate) and read, and a stateless forecast."""
+    model = baked_model()[0]
     stream = f"{base}/v1/streams/mon-{round_}"
-    obs = [{"timestamp": 1_800_000_000 + 60 * i, "value": float(i)} for i in range(4)]
-    assert httpx.put(stream, json={"model": "demo-lstm"}).status_code == 201
+    obs = [{"timestamp": 1_800_000_000 + 1800 * i, "value": 30_000.0 + i} for i in range(4)]
+    assert httpx.put(stream, json={"model": model}).status_code == 201
     assert httpx.post(f"{stream}/observations", json={"observations": obs}).status_code == 200
     assert httpx.post(f"{stream}/observations", json={"observations": obs[-1:]}).json()["skipped"]
     assert httpx.get(stream).status_code == 200
     series = {"series": [{"observations": obs}]}
-    assert httpx.post(f"{base}/v1/models/demo-lstm/forecast", json=series).status_code == 200
+    assert httpx.post(f"{base}/v1/models/{model}/forecast", json=series).status_code == 200
 
 
 def test_prometheus_scrapes_a_replica_and_every_panel_has_data(tmp_path: Path) -> None:

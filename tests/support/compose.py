@@ -7,6 +7,8 @@ so a setting changed there is a setting changed in the tests.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -48,3 +50,20 @@ def redis_args() -> tuple[str, ...]:
     if command[0] != "redis-server":
         raise ValueError(f"the compose redis command is not redis-server: {command}")
     return tuple(str(a) for a in command[1:])
+
+
+def baked_model(kind: str = "lstm") -> tuple[str, Path]:
+    """Name and newest version directory of a one-feature model of ``kind`` the image bakes in.
+
+    Read from the repository, so the tests follow it when its models change.
+    """
+    for model in sorted(p for p in MODEL_REPOSITORY.iterdir() if p.is_dir()):
+        versions = sorted(
+            (p for p in model.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
+        )
+        if not versions:
+            continue
+        manifest = json.loads((versions[-1] / "model.json").read_text(encoding="utf-8"))
+        if manifest["kind"] == kind and len(manifest["features"]) == 1:
+            return str(manifest["name"]), versions[-1]
+    raise LookupError(f"no one-feature {kind} model in {MODEL_REPOSITORY}")
