@@ -612,7 +612,12 @@ def _report(
         "stream's state, loss after a burn-in; the network with the best validation loss is "
         "kept.",
         f"- Recurrent kinds: 1 layer of {example.hidden if config.quick else config.hidden} "
-        f"units; mlp: 2 layers of {2 * config.hidden} units over a window of one season.",
+        "units, reading each observation (normalised by the training split's mean and std) "
+        "and its change from the previous one"
+        + ("" if example.differences else " (off in this run)")
+        + f"; mlp: 2 layers of {2 * config.hidden} units over a window of one season. All "
+        "forecast the change from the last observation, so levels never seen in training "
+        "(co2's trend) stay within reach.",
         "- The test split is forecast the way the service runs: one stream from a fresh state "
         "over the whole series, a forecast after every observation; every origin whose H "
         "targets lie in the test split is scored, for networks and baselines alike.",

@@ -28,7 +28,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 import torch
 
-from models.networks import Forecaster
+from models.networks import Forecaster, RecurrentForecaster
 from models.train import Checkpoint
 from service.contract import PARITY_TOLERANCE, check_signature, relative_error, step_parity_error
 from service.errors import ModelRefused
@@ -99,18 +99,24 @@ def random_inputs(
 
     Observations are drawn in normalised units and mapped back to raw units, so a check on a
     network whose data lie near 30 000 does not feed it values near 0. Recurrent states are
-    drawn in (-1, 1) (h's range); the mlp's state is a window of such observations.
+    drawn in (-1, 1) (h's range), and the last observation they may end with like ``x``; the
+    mlp's state is a window of such observations.
     """
     mean = model.mean.detach().numpy().astype(np.float64)
     std = model.std.detach().numpy().astype(np.float64)
     x = mean + std * rng.standard_normal((batch, steps, model.n_features))
-    if model.kind == "mlp":
+    if isinstance(model, RecurrentForecaster):
+        recurrent = rng.uniform(-0.9, 0.9, (batch, model.state_size - model.n_features))
+        if model.differences:  # the row ends with the last raw observation
+            last = mean + std * rng.standard_normal((batch, model.n_features))
+            state = np.concatenate([recurrent, last], axis=1)
+        else:
+            state = rng.uniform(-0.9, 0.9, (batch, model.state_size))
+    else:
         window = mean + std * rng.standard_normal(
             (batch, model.state_size // model.n_features, model.n_features)
         )
         state = window.reshape(batch, -1)
-    else:
-        state = rng.uniform(-0.9, 0.9, (batch, model.state_size))
     return x.astype(np.float32), state.astype(np.float32)
 
 

@@ -129,7 +129,14 @@ class Forecaster(nn.Module):
 
 
 class RecurrentForecaster(Forecaster):
-    """LSTM, GRU or tanh RNN; the state row is h (and c for the LSTM) of every layer."""
+    """LSTM, GRU or tanh RNN; the state row is h (and c for the LSTM) of every layer.
+
+    With ``differences`` the core also reads each step's change from the previous
+    observation, so the state row ends with the last raw observation (F values; a fresh
+    stream starts from the training mean there). Why: on a trending series (co2) the test
+    levels lie outside the training range, where the saturating gates extrapolate badly,
+    while the changes stay in range.
+    """
 
     def __init__(
         self,
@@ -141,8 +148,10 @@ class RecurrentForecaster(Forecaster):
         quantiles: Sequence[float],
         hidden: int = 32,
         layers: int = 1,
+        differences: bool = False,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        diff_std: Sequence[float] | None = None,
     ) -> None:
         super().__init__(
             n_features=n_features,
@@ -156,16 +165,32 @@ class RecurrentForecaster(Forecaster):
         self.kind = kind
         self.hidden = hidden
         self.layers = layers
+        self.differences = differences
+        scale = torch.ones(n_features) if diff_std is None else torch.tensor(list(diff_std))
+        if scale.shape != (n_features,) or not bool(torch.all(scale > 0)):
+            raise ValueError("diff_std needs one positive value per feature")
+        self.register_buffer("diff_std", scale.float())
         cell: type[nn.Module] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[kind]
-        self.rnn = cell(n_features, hidden, num_layers=layers, batch_first=True)
+        inputs = 2 * n_features if differences else n_features
+        self.rnn = cell(inputs, hidden, num_layers=layers, batch_first=True)
+
+    diff_std: Tensor
 
     @property
-    def state_size(self) -> int:
+    def _recurrent_size(self) -> int:
         per = self.layers * self.hidden
         return 2 * per if self.kind == "lstm" else per
 
+    @property
+    def state_size(self) -> int:
+        return self._recurrent_size + (self.n_features if self.differences else 0)
+
+    def initial_state(self) -> Tensor:
+        zeros = torch.zeros(self._recurrent_size)
+        return torch.cat([zeros, self.mean]) if self.differences else zeros
+
     def hyper_parameters(self) -> dict[str, int | float | str]:
-        return {"hidden": self.hidden, "layers": self.layers}
+        return {"hidden": self.hidden, "layers": self.layers, "differences": self.differences}
 
     def _unpack(self, rows: Tensor) -> Tensor:
         """[B, L*D] -> [L, B, D], torch's layout of a recurrent layer's state."""
@@ -177,14 +202,21 @@ class RecurrentForecaster(Forecaster):
     def encode(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         z = self._normalise(x)
         per = self.layers * self.hidden
+        inputs = z
+        tail: list[Tensor] = []
+        if self.differences:
+            last = state[:, self._recurrent_size :]  # [B, F] raw
+            previous = torch.cat([last.unsqueeze(1), x[:, :-1]], dim=1)
+            inputs = torch.cat([z, (x - previous) / self.diff_std], dim=-1)
+            tail = [x[:, -1]]
         if self.kind == "lstm":
             h0 = self._unpack(state[:, :per])
-            c0 = self._unpack(state[:, per:])
-            out, (h, c) = self.rnn(z, (h0, c0))
-            state_out = torch.cat([self._pack(h), self._pack(c)], dim=1)
+            c0 = self._unpack(state[:, per : 2 * per])
+            out, (h, c) = self.rnn(inputs, (h0, c0))
+            state_out = torch.cat([self._pack(h), self._pack(c), *tail], dim=1)
         else:
-            out, h = self.rnn(z, self._unpack(state))
-            state_out = self._pack(h)
+            out, h = self.rnn(inputs, self._unpack(state[:, :per]))
+            state_out = torch.cat([self._pack(h), *tail], dim=1)
         return out, z[..., self.target_index], state_out
 
 
@@ -272,10 +304,12 @@ def build(
     hidden: int = 32,
     layers: int = 1,
     window: int = 48,
+    differences: bool = False,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    diff_std: Sequence[float] | None = None,
 ) -> Forecaster:
-    """A network of the given kind; ``window`` is used by the mlp only."""
+    """A network of the given kind; ``window`` is for the mlp, ``differences`` for the rest."""
     if kind == "mlp":
         return WindowForecaster(
             n_features=n_features,
@@ -297,7 +331,9 @@ def build(
             quantiles=quantiles,
             hidden=hidden,
             layers=layers,
+            differences=differences,
             mean=mean,
             std=std,
+            diff_std=diff_std,
         )
     raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")

@@ -35,6 +35,7 @@ class TrainConfig:
     hidden: int = 32
     layers: int = 1
     window: int = 48
+    differences: bool = True
     horizon: int = 24
     quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
     epochs: int = 30
@@ -139,6 +140,7 @@ def train(
 
     mean = train_values.mean(axis=0)
     std = np.maximum(train_values.std(axis=0), 1e-6 * np.maximum(1.0, np.abs(mean)))
+    diff_std = np.maximum(np.diff(train_values, axis=0).std(axis=0), 1e-6 * std)
     model = build(
         config.kind,
         n_features=series.values.shape[1],
@@ -148,8 +150,10 @@ def train(
         hidden=config.hidden,
         layers=config.layers,
         window=config.window,
+        differences=config.differences,
         mean=mean.tolist(),
         std=std.tolist(),
+        diff_std=diff_std.tolist(),
     )
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     quantiles = torch.tensor(config.quantiles, dtype=torch.float32)
@@ -284,6 +288,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
         hidden=config.hidden,
         layers=config.layers,
         window=config.window,
+        differences=config.differences,
     )
     model.load_state_dict(state)
     model.eval()

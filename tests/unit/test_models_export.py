@@ -29,10 +29,11 @@ pytestmark = pytest.mark.train
 NATIVE_OP = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
 
 
-def tiny(kind: Kind, seed: int = 0):  # type: ignore[no-untyped-def]
+def tiny(kind: Kind, seed: int = 0, differences: bool = False):  # type: ignore[no-untyped-def]
     torch.manual_seed(seed)
     return build(
         kind,
+        differences=differences,
         n_features=2,
         target_index=0,
         horizon=3,
@@ -57,17 +58,23 @@ def export_tiny(model: object, directory: Path, name: str = "tiny") -> Manifest:
     )
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_exported_graph_matches_torch_at_other_shapes(kind: Kind, tmp_path: Path) -> None:
-    model = tiny(kind)
+@pytest.mark.parametrize(
+    ("kind", "differences"),
+    [(kind, False) for kind in KINDS] + [("lstm", True), ("gru", True), ("rnn", True)],
+)
+def test_exported_graph_matches_torch_at_other_shapes(
+    kind: Kind, differences: bool, tmp_path: Path
+) -> None:
+    model = tiny(kind, differences=differences)
     manifest = export_tiny(model, tmp_path)
     directory = tmp_path / "tiny" / "1"
     assert manifest.sha256 == file_sha256(directory / ONNX_FILE)
     assert Manifest.read(directory) == manifest
     assert manifest.kind == kind
     assert manifest.state_size == model.state_size
-    # The mlp's fresh stream starts from the training mean; recurrent ones from zeros.
-    assert (manifest.initial_state is not None) == (kind == "mlp")
+    # A fresh stream starts from zeros, except where the row holds raw observations (the
+    # mlp's window, the differenced nets' last observation): those start at the mean.
+    assert (manifest.initial_state is not None) == (kind == "mlp" or differences)
 
     graph = onnx.load(str(directory / ONNX_FILE))
     ops = {node.op_type for node in graph.graph.node}

@@ -13,7 +13,9 @@ pytestmark = pytest.mark.train
 QUANTILES = (0.1, 0.5, 0.9)
 
 
-def tiny(kind: Kind, *, features: int = 2, target: int = 1, layers: int = 2):  # type: ignore[no-untyped-def]
+def tiny(  # type: ignore[no-untyped-def]
+    kind: Kind, *, features: int = 2, target: int = 1, layers: int = 2, differences: bool = False
+):
     torch.manual_seed(0)
     return build(
         kind,
@@ -24,15 +26,22 @@ def tiny(kind: Kind, *, features: int = 2, target: int = 1, layers: int = 2):  #
         hidden=6,
         layers=layers,
         window=4,
+        differences=differences,
         mean=[10.0, -2.0][:features],
         std=[3.0, 0.5][:features],
+        diff_std=[1.5, 0.25][:features],
     ).eval()
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_shapes_and_state_size(kind: Kind) -> None:
-    model = tiny(kind)
+#: Every kind, and the recurrent ones also with the differenced input (state ends with x).
+VARIANTS = [(kind, False) for kind in KINDS] + [(k, True) for k in ("lstm", "gru", "rnn")]
+
+
+@pytest.mark.parametrize(("kind", "differences"), VARIANTS)
+def test_shapes_and_state_size(kind: Kind, differences: bool) -> None:
+    model = tiny(kind, differences=differences)
     expected_state = {"lstm": 2 * 2 * 6, "gru": 2 * 6, "rnn": 2 * 6, "mlp": 4 * 2}[kind]
+    expected_state += 2 if differences else 0
     assert model.state_size == expected_state
     for batch, steps in ((1, 1), (3, 7), (5, 2)):
         x = torch.randn(batch, steps, 2)
@@ -41,9 +50,9 @@ def test_shapes_and_state_size(kind: Kind) -> None:
         assert state.shape == (batch, expected_state)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_step_by_step_equals_whole_sequence(kind: Kind) -> None:
-    model = tiny(kind)
+@pytest.mark.parametrize(("kind", "differences"), VARIANTS)
+def test_step_by_step_equals_whole_sequence(kind: Kind, differences: bool) -> None:
+    model = tiny(kind, differences=differences)
     x = 10 + 3 * torch.randn(4, 11, 2)
     start = model.initial_state().expand(4, -1)
     with torch.no_grad():
@@ -91,6 +100,21 @@ def test_output_is_in_original_units_of_the_target() -> None:
     median = forecast[0, :, 1]
     torch.testing.assert_close(median, torch.full((3,), 42.0))
     torch.testing.assert_close(forecast[0, :, 2] - median, torch.full((3,), 0.6931472 * 3.0))
+
+
+def test_differenced_state_ends_with_the_last_observation() -> None:
+    model = tiny("gru", differences=True)
+    start = model.initial_state()
+    assert start.tolist() == [0.0] * 12 + [10.0, -2.0]  # h of 2 layers, then the mean
+    x = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])
+    _, state = model(x, start.unsqueeze(0))
+    assert state[0, -2:].tolist() == [3.0, 4.0]
+    # The same observation after a different previous one is a different input.
+    other = start.clone()
+    other[-2:] = torch.tensor([0.0, 0.0])
+    a, _ = model(x[:, -1:], state)
+    b, _ = model(x[:, -1:], torch.cat([state[:, :-2], torch.zeros(1, 2)], dim=1))
+    assert not torch.allclose(a, b)
 
 
 def test_mlp_starts_from_the_training_mean() -> None:
