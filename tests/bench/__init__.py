@@ -1,0 +1,1 @@
+"""Benchmark suite: ``python -m tests.bench`` (see ``run.py``); not part of the test suite."""

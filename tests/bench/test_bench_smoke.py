@@ -1,0 +1,64 @@
+"""The benchmark harness end to end in quick mode, so it cannot rot unnoticed.
+
+Not a performance test: the figures of a quick run on a shared machine mean nothing; what is
+checked is that every phase ran against the real service and Redis, that the no-lost-update
+checks hold, and that both result files are written and agree.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.redis_server import redis_available
+from tests.support.service_process import ROOT
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not redis_available(), reason="needs redis-server"),
+    pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk (apt-get install wrk)"),
+]
+
+
+def test_quick_benchmark_writes_consistent_results(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.bench", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    markdown = (tmp_path / "results.md").read_text()
+
+    rest = results["rest_single"]
+    assert rest["service"]["requests_per_s"] > 0
+    assert rest["bare_litestar"]["requests_per_s"] > 0
+    assert rest["check"]["ok"], rest["check"]
+    assert results["rest_window"]["non_2xx"] == 0
+    assert results["rest_window"]["window_service"]["requests_per_s"] > 0
+
+    ingest = results["ingest"]
+    assert ingest["raw_onnxruntime"]["rows_per_s"] > 0
+    for path in ("bulk", "websocket"):
+        assert ingest[path]["stream_updates"] > 0
+        assert ingest[path]["all_streams_ok"], ingest[path]
+    assert ingest["counters_delta"]["skipped"] == 0
+
+    memory = results["memory"]
+    assert memory["redis_keys_added"] == memory["settings"]["streams"]
+    assert memory["observe_once"]["applied_streams"] == memory["settings"]["streams"]
+    assert memory["redis_bytes_per_stream"] > 0
+    assert memory["service_rss_kib_after"] > 0
+
+    for figure in (f"{rest['ratio']:g}", f"{memory['redis_bytes_per_stream']:,}"):
+        assert figure in markdown
+    assert results["machine"]["cores"]
+    assert results["machine"]["onnxruntime"]
