@@ -89,6 +89,7 @@ class Tally:
     ok_streams: int = 0
     applied_streams: int = 0
     bad_requests: int = 0
+    response_bytes: int = 0
     latencies: list[float] = field(default_factory=list)
 
     def summary(self, elapsed: float, **settings: Any) -> dict[str, Any]:
@@ -101,6 +102,9 @@ class Tally:
             "ok_streams": self.ok_streams,
             "applied_streams": self.applied_streams,
             "bad_requests": self.bad_requests,
+            "response_bytes_per_update": (
+                round(self.response_bytes / self.stream_updates, 1) if self.stream_updates else 0
+            ),
             "requests_per_s": round(self.requests / elapsed, 1) if elapsed else 0.0,
             "updates_per_s": round(self.stream_updates / elapsed, 1) if elapsed else 0.0,
             "p50_ms": round(_percentile(lat, 50) * 1000, 3) if lat else None,
@@ -156,6 +160,7 @@ def _check(tally: Tally, payload: bytes, expected: int) -> None:
     applied = payload.count(b'"applied":1,')
     tally.ok_streams += ok
     tally.applied_streams += applied
+    tally.response_bytes += len(payload)
     if ok != expected:
         tally.bad_requests += 1
 

@@ -567,10 +567,10 @@ def hot_spots(raw: Path, top: int = 12) -> dict[str, Any]:
             for f, c in counter.most_common(top)
         ]
 
-    interesting = Counter(
-        {f: c for f, c in inclusive.items() if c < 0.9 * total}  # drop the event loop's roots
-    )
-    return {"samples": total, "self": share(own), "inclusive": share(interesting)}
+    # Inclusive shares of the service's own functions: the roots (event loop, uvicorn,
+    # middleware) contain everything and say nothing about where to cut.
+    ours = Counter({f: c for f, c in inclusive.items() if "(service/" in f and "__main__" not in f})
+    return {"samples": total, "self": share(own), "inclusive": share(ours)}
 
 
 def shorten(frame: str) -> str:
@@ -728,6 +728,9 @@ def render(results: dict[str, Any]) -> str:
         "|---|---|",
         *(f"| {k} | {v} |" for k, v in m.items()),
         "",
+        f"Code: commit {results['code']['commit']}; uncommitted changes to served files at "
+        f"the time: {', '.join(results['code']['uncommitted_service_files']) or 'none'}.",
+        "",
         "Load average (1/5/15 min) of the shared machine around the phases: "
         + "; ".join(f"{k} {v}" for k, v in results["load_average_1_5_15_min"].items())
         + " (2 cores: anything above ~2 means other work competed with the benchmark).",
@@ -791,8 +794,8 @@ def render(results: dict[str, Any]) -> str:
         f"(one row alone: {ort['single_row_call_us']} µs per call; {ort['providers']}).",
         "",
         "| path | stream-updates/s | requests or messages/s | p50 ms | p99 ms | "
-        "ratio to raw onnxruntime | every stream 200 + applied |",
-        "|---|---|---|---|---|---|---|",
+        "response bytes per update | ratio to raw onnxruntime | every stream 200 + applied |",
+        "|---|---|---|---|---|---|---|---|",
         _ingest_row("bulk `POST /v1/observations`", ing["bulk"]),
         _ingest_row('WebSocket `/v1/ws` `{"streams": [...]}`', ing["websocket"]),
         "",
@@ -830,7 +833,7 @@ def render(results: dict[str, Any]) -> str:
             lines += [
                 f"**{name}** ({spots['samples']} samples at 200 Hz over the service process)",
                 "",
-                "| self % | function | | inclusive % | function |",
+                "| self % | function (all code) | | inclusive % | function (service/ only) |",
                 "|---|---|---|---|---|",
             ]
             for own, inc in zip(spots["self"], spots["inclusive"], strict=False):
@@ -857,7 +860,8 @@ def _rest_row(label: str, s: dict[str, Any]) -> str:
 def _ingest_row(label: str, r: dict[str, Any]) -> str:
     return (
         f"| {label} | {r['updates_per_s']:,.0f} | {r['requests_per_s']:,.1f} | {r['p50_ms']} | "
-        f"{r['p99_ms']} | {r['ratio_to_raw_onnxruntime']:g} | {r['all_streams_ok']} |"
+        f"{r['p99_ms']} | {r['response_bytes_per_update']:,.0f} | "
+        f"{r['ratio_to_raw_onnxruntime']:g} | {r['all_streams_ok']} |"
     )
 
 
@@ -875,6 +879,7 @@ def run(plan: Plan, out_dir: Path, command: str) -> dict[str, Any]:
             with ServiceProcess(env, log=workdir / "service.log") as service:
                 bench.results["machine"] = machine()
                 bench.results["service_settings"] = {**env, **effective}
+                bench.results["code"] = code_version()
                 load = bench.results["load_average_1_5_15_min"] = {"start": loadavg()}
                 step("REST: service vs bare vs window")
                 bench.rest(service, bare_url)
@@ -903,6 +908,22 @@ def run(plan: Plan, out_dir: Path, command: str) -> dict[str, Any]:
     return results
 
 
+def code_version() -> dict[str, Any]:
+    """The commit measured, and which served files differed from it (others edit meanwhile)."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30, check=False
+        )
+        return done.stdout.strip()
+
+    changed = git("status", "--porcelain", "--", "service", "models/repository")
+    return {
+        "commit": git("rev-parse", "--short", "HEAD") or "unknown",
+        "uncommitted_service_files": [line[3:] for line in changed.splitlines()],
+    }
+
+
 def loadavg() -> str:
     """The 1/5/15-minute load averages: how busy the shared machine was around a phase."""
     try:
@@ -924,7 +945,17 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="where results.md/json go (default: tests/bench, or a temp dir with --quick)",
     )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite results.md from the results.json in --out (after editing analysis.md)",
+    )
     args = parser.parse_args(argv)
+    if args.render_only:
+        where = args.out or HERE
+        results = json.loads((where / "results.json").read_text())
+        (where / "results.md").write_text(render(results))
+        return
     plan = Plan.quick_plan() if args.quick else Plan.full()
     out = args.out
     if out is None:
