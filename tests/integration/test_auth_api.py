@@ -260,3 +260,22 @@ async def test_required_mode_without_keys_does_not_start(model_repository: Path)
 
     with pytest.raises(AuthConfigError):
         create_app(Settings(model_repository=model_repository, auth="required"))
+
+
+async def test_bulk_observe_is_namespaced_by_tenant(
+    client: AsyncTestClient[Any], backend: StateStore
+) -> None:
+    r = await client.put("/v1/streams/pump", json={"model": "demo-lstm"}, headers=key("a-write"))
+    assert r.status_code == 201
+    acme = await backend.get(stream_key("fcst", "acme", "pump"))
+    body = {"streams": [{"stream_id": "pump", "observations": [obs(0)]}]}
+    r = await client.post("/v1/observations", json=body, headers=key("b-write"))
+    assert r.status_code == 200, r.text
+    assert [item["status"] for item in r.json()["results"]] == [404]
+    assert await backend.get(stream_key("fcst", "acme", "pump")) == acme
+    r = await client.post("/v1/observations", json=body, headers=key("a-read"))
+    assert r.status_code == 403
+    assert await backend.get(stream_key("fcst", "acme", "pump")) == acme
+    r = await client.post("/v1/observations", json=body, headers=key("a-write"))
+    assert [item["status"] for item in r.json()["results"]] == [200]
+    assert await backend.get(stream_key("fcst", "acme", "pump")) != acme
