@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import msgspec
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -176,4 +177,4 @@ def _registry(state: State) -> ModelRegistry:
 
 def _encode_update(result: ObserveResult) -> bytes:
     """What subscribers receive for each update: the same body an observe request gets."""
-    return observe_out(result).model_dump_json().encode()
+    return msgspec.json.encode(observe_out(result))

@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +48,46 @@ TimeArray = npt.NDArray[np.float64]
 STREAM_ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,200}$"
 _STREAM_ID = re.compile(STREAM_ID_PATTERN)
 _ACTIVE_WINDOW_SECONDS = 300.0
+#: Model calls of at most this many rows x steps run on the event loop (tens of
+#: microseconds); larger ones go to a thread, where onnxruntime releases the GIL.
+_INLINE_STEPS = 8
+
+
+#: Inputs up to this many values are checked in plain Python (cheaper than numpy's calls).
+_SMALL = 64
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _bad_value(value: float, field: str) -> NoReturn:
+    if math.isfinite(value):
+        raise InvalidInput(f"value {value:g} overflows float32", field=field)
+    raise InvalidInput(f"value {value} is not a finite number", field=field)
+
+
+def _bad_timestamp(row: int, field: str) -> NoReturn:
+    raise InvalidInput("timestamp is not finite", field=f"{field}[{row}].timestamp")
+
+
+def _unordered(row: int, field: str) -> NoReturn:
+    raise InvalidInput(
+        "timestamps must be strictly increasing within a request",
+        field=f"{field}[{row}].timestamp",
+    )
+
+
+def _check_small(
+    timestamps: Sequence[float], values: Sequence[Sequence[float]], field: str
+) -> None:
+    previous = -math.inf
+    for row, (ts, vals) in enumerate(zip(timestamps, values, strict=True)):
+        for col, value in enumerate(vals):
+            if not (math.isfinite(value) and abs(value) <= _F32_MAX):
+                _bad_value(value, f"{field}[{row}].values[{col}]")
+        if not math.isfinite(ts):
+            _bad_timestamp(row, field)
+        if ts <= previous:
+            _unordered(row, field)
+        previous = ts
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,31 +113,27 @@ class Observations:
             raise InvalidInput("timestamps and values differ in length", field=field)
         if len(timestamps) == 0:
             raise InvalidInput("at least one observation is required", field=field)
-        widths = {len(row) for row in values}
-        if len(widths) != 1:
+        width = len(values[0])
+        if any(len(row) != width for row in values):
             raise InvalidInput("every observation must have the same number of values", field=field)
+        if len(timestamps) * width <= _SMALL:
+            _check_small(timestamps, values, field)
+            return cls(
+                timestamps=np.array(timestamps, dtype=np.float64),
+                values=np.array(values, dtype=np.float32).reshape(len(values), width),
+            )
         ts = np.asarray(timestamps, dtype=np.float64)
         vals = np.asarray(values, dtype=np.float64)
-        bad = ~np.isfinite(vals)
+        bad = ~np.isfinite(vals) | (np.abs(vals) > _F32_MAX)
         if bad.any():
             row, col = (int(i) for i in np.argwhere(bad)[0])
-            raise InvalidInput(
-                f"value {vals[row, col]!r} is not a finite number",
-                field=f"{field}[{row}].values[{col}]",
-            )
-        if np.abs(vals).max(initial=0.0) > np.finfo(np.float32).max:
-            row = int(np.argwhere(np.abs(vals) > np.finfo(np.float32).max)[0][0])
-            raise InvalidInput("value overflows float32", field=f"{field}[{row}].values")
-        if not np.isfinite(ts).all():
-            row = int(np.argwhere(~np.isfinite(ts))[0][0])
-            raise InvalidInput("timestamp is not finite", field=f"{field}[{row}].timestamp")
+            _bad_value(float(vals[row, col]), f"{field}[{row}].values[{col}]")
+        bad_ts = ~np.isfinite(ts)
+        if bad_ts.any():
+            _bad_timestamp(int(np.argmax(bad_ts)), field)
         steps = np.diff(ts)
         if (steps <= 0).any():
-            row = int(np.argmax(steps <= 0)) + 1
-            raise InvalidInput(
-                "timestamps must be strictly increasing within a request",
-                field=f"{field}[{row}].timestamp",
-            )
+            _unordered(int(np.argmax(steps <= 0)) + 1, field)
         return cls(timestamps=ts, values=vals.astype(np.float32))
 
     def check_features(self, n_features: int, *, field: str = "observations") -> None:
@@ -600,7 +637,11 @@ class Forecaster:
     ) -> tuple[FloatArray, FloatArray]:
         labels = (runtime.name, str(runtime.version))
         start = time.perf_counter()
-        forecast, state_out = await runtime.run_async(x, state)
+        if x.shape[0] * x.shape[1] <= _INLINE_STEPS:
+            # A handful of steps costs less than the hand-off to a worker thread.
+            forecast, state_out = runtime.run(x, state)
+        else:
+            forecast, state_out = await runtime.run_async(x, state)
         self.metrics.inference_latency.labels(*labels).observe(time.perf_counter() - start)
         self.metrics.inference_rows.labels(*labels).observe(x.shape[0])
         self.metrics.inference_steps.labels(*labels).observe(x.shape[1])

@@ -18,11 +18,10 @@ from service.api.schemas import (
     ForecastResponse,
     ObserveOut,
     ObserveRequest,
-    SeriesForecastOut,
     StreamCreate,
     StreamOut,
-    forecast_out,
     observe_out,
+    series_forecast_out,
     stream_out,
     to_observations,
 )
@@ -106,8 +105,7 @@ class ModelController(Controller):
         results = await forecaster.forecast(name, data.version, series)
         return ForecastResponse(
             forecasts=[
-                SeriesForecastOut(id=s.id, **forecast_out(f).__dict__)
-                for s, f in zip(data.series, results, strict=True)
+                series_forecast_out(f, s.id) for s, f in zip(data.series, results, strict=True)
             ]
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.forecaster import Forecast, Observations, ObserveResult, StreamView
@@ -94,22 +95,33 @@ class ObserveRequest(BaseModel):
     )
 
 
-class ModelRef(BaseModel):
+# Answers are msgspec Structs: they are built once per answer on the hot path from values the
+# core has already checked, and msgspec builds and encodes them about 30x faster than pydantic
+# (which stays the validator of everything that comes in). Litestar documents both alike.
+
+
+class ModelRef(msgspec.Struct):
     name: str
     version: int
 
 
-class StepOut(BaseModel):
-    step: int = Field(description="1 for the first step after the last observation.")
+class StepOut(msgspec.Struct):
+    step: Annotated[
+        int, msgspec.Meta(description="1 for the first step after the last observation.")
+    ]
     timestamp: datetime | None
     median: float
-    quantiles: dict[str, float] = Field(description="Quantile level (as text) to value.")
+    quantiles: Annotated[
+        dict[str, float], msgspec.Meta(description="Quantile level (as text) to value.")
+    ]
 
 
-class ForecastOut(BaseModel):
+class ForecastOut(msgspec.Struct):
     model: ModelRef
     target: str
-    origin: datetime | None = Field(description="Timestamp of the last observation used.")
+    origin: Annotated[
+        datetime | None, msgspec.Meta(description="Timestamp of the last observation used.")
+    ]
     steps: list[StepOut]
 
 
@@ -117,46 +129,68 @@ class SeriesForecastOut(ForecastOut):
     id: str | None = None
 
 
-class ForecastResponse(BaseModel):
+class ForecastResponse(msgspec.Struct):
     forecasts: list[SeriesForecastOut]
 
 
-class StreamOut(BaseModel):
+class StreamOut(msgspec.Struct):
     stream_id: str
     model: ModelRef
-    seq: int = Field(description="Observations applied since the stream was created.")
+    seq: Annotated[
+        int, msgspec.Meta(description="Observations applied since the stream was created.")
+    ]
     last_timestamp: datetime | None
     forecast: ForecastOut | None
 
 
 class ObserveOut(StreamOut):
-    applied: int = Field(description="Observations of this request applied to the state.")
-    skipped: list[datetime] = Field(
-        description="Timestamps skipped as duplicates (at or before the stream's last one)."
-    )
+    applied: Annotated[
+        int, msgspec.Meta(description="Observations of this request applied to the state.")
+    ]
+    skipped: Annotated[
+        list[datetime],
+        msgspec.Meta(
+            description="Timestamps skipped as duplicates (at or before the stream's last one)."
+        ),
+    ]
 
 
 def quantile_label(q: float) -> str:
     return format(q, "g")
 
 
-def forecast_out(forecast: Forecast) -> ForecastOut:
+def _steps(forecast: Forecast) -> list[StepOut]:
     labels = [quantile_label(q) for q in forecast.quantiles]
-    values = forecast.values.tolist()
-    steps = [
+    median = forecast.median_index
+    return [
         StepOut(
             step=k + 1,
             timestamp=from_epoch(ts),
-            median=row[forecast.median_index],
+            median=row[median],
             quantiles=dict(zip(labels, row, strict=True)),
         )
-        for k, (ts, row) in enumerate(zip(forecast.step_timestamps(), values, strict=True))
+        for k, (ts, row) in enumerate(
+            zip(forecast.step_timestamps(), forecast.values.tolist(), strict=True)
+        )
     ]
+
+
+def forecast_out(forecast: Forecast) -> ForecastOut:
     return ForecastOut(
         model=ModelRef(name=forecast.model, version=forecast.version),
         target=forecast.target,
         origin=from_epoch(forecast.origin),
-        steps=steps,
+        steps=_steps(forecast),
+    )
+
+
+def series_forecast_out(forecast: Forecast, series_id: str | None) -> SeriesForecastOut:
+    return SeriesForecastOut(
+        model=ModelRef(name=forecast.model, version=forecast.version),
+        target=forecast.target,
+        origin=from_epoch(forecast.origin),
+        steps=_steps(forecast),
+        id=series_id,
     )
 
 
@@ -171,9 +205,13 @@ def stream_out(view: StreamView) -> StreamOut:
 
 
 def observe_out(result: ObserveResult) -> ObserveOut:
-    base = stream_out(result.stream)
+    view = result.stream
     return ObserveOut(
-        **base.__dict__,
+        stream_id=view.stream_id,
+        model=ModelRef(name=view.model, version=view.version),
+        seq=view.seq,
+        last_timestamp=from_epoch(view.last_timestamp),
+        forecast=None if view.forecast is None else forecast_out(view.forecast),
         applied=result.applied,
         skipped=[datetime.fromtimestamp(t, tz=UTC) for t in result.skipped],
     )
@@ -195,7 +233,7 @@ class BulkObserveRequest(BaseModel):
     streams: list[StreamObservationsIn] = Field(min_length=1)
 
 
-class ProblemOut(BaseModel):
+class ProblemOut(msgspec.Struct):
     type: str
     title: str
     status: int
@@ -204,15 +242,15 @@ class ProblemOut(BaseModel):
     field: str | None = None
 
 
-class StreamAnswer(BaseModel):
+class StreamAnswer(msgspec.Struct):
     """One stream's outcome: ``result`` when ``status`` is 200, else ``error``."""
 
-    id: str | int | None = None
     stream_id: str
     status: int
+    id: str | int | None = None
     result: ObserveOut | None = None
     error: ProblemOut | None = None
 
 
-class BulkObserveResponse(BaseModel):
+class BulkObserveResponse(msgspec.Struct):
     results: list[StreamAnswer]

@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
+import msgspec
 from litestar import WebSocket, get, websocket
 from litestar.datastructures import State
 from litestar.exceptions import WebSocketDisconnect
@@ -22,6 +23,7 @@ from service.api.deps import ForecasterDep, TenantDep
 from service.api.rest import StreamId
 from service.api.schemas import (
     BulkObserveRequest,
+    BulkObserveResponse,
     StreamObservationsIn,
     stream_out,
 )
@@ -112,16 +114,16 @@ async def _answer(forecaster: Forecaster, tenant: str, text: str, limit: int) ->
         if isinstance(raw, dict) and "streams" in raw:
             bulk = BulkObserveRequest.model_validate(raw)
             answers = await observe_streams(forecaster, tenant, bulk.streams, limit)
-            return '{"results":[' + ",".join(a.model_dump_json() for a in answers) + "]}"
+            return msgspec.json.encode(BulkObserveResponse(results=answers)).decode()
         item = StreamObservationsIn.model_validate(raw)
         (answer,) = await observe_streams(forecaster, tenant, [item], limit)
-        return answer.model_dump_json()
+        return msgspec.json.encode(answer).decode()
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"])
         return json.dumps(_invalid(text, f"{where}: {first['msg']}"))
     except ForecastError as exc:
-        return error_answer(exc).model_dump_json()
+        return msgspec.json.encode(error_answer(exc)).decode()
 
 
 @get(
@@ -143,7 +145,7 @@ async def forecast_events(
             # Read after subscribing, so no update falls between the snapshot and the feed.
             current = await forecaster.get_stream(tenant, stream_id)
             yield ServerSentEventMessage(
-                data=stream_out(current).model_dump_json(), event="snapshot"
+                data=msgspec.json.encode(stream_out(current)).decode(), event="snapshot"
             )
             iterator = aiter(messages)
             while True:

@@ -24,7 +24,7 @@ def test_build_converts_and_keeps_order() -> None:
     [
         ([1.0, 2.0], [[1.0], [math.nan]], "observations[1].values[0]"),
         ([1.0], [[math.inf]], "observations[0].values[0]"),
-        ([1.0], [[1e39]], "observations[0].values"),
+        ([1.0], [[1e39]], "observations[0].values[0]"),
         ([1.0, 1.0], [[1.0], [2.0]], "observations[1].timestamp"),
         ([2.0, 1.0], [[1.0], [2.0]], "observations[1].timestamp"),
         ([math.nan], [[1.0]], "observations[0].timestamp"),
@@ -43,3 +43,21 @@ def test_feature_count_is_checked() -> None:
     obs.check_features(2)
     with pytest.raises(InvalidInput):
         obs.check_features(3)
+
+
+def test_small_and_large_inputs_are_checked_alike() -> None:
+    """Small inputs take a plain-Python path, large ones numpy's: same answers, same errors."""
+    for n in (3, 300):
+        ts = [float(i) for i in range(n)]
+        vals = [[float(i), -float(i)] for i in range(n)]
+        obs = Observations.build(ts, vals)
+        np.testing.assert_array_equal(obs.values, np.array(vals, dtype=np.float32))
+        bad = [row[:] for row in vals]
+        bad[n - 1][1] = math.inf
+        with pytest.raises(InvalidInput) as info:
+            Observations.build(ts, bad)
+        assert info.value.field == f"observations[{n - 1}].values[1]"
+        assert "inf is not a finite number" in info.value.detail
+        with pytest.raises(InvalidInput) as info:
+            Observations.build([*ts[:-1], ts[0]], vals)
+        assert info.value.field == f"observations[{n - 1}].timestamp"
