@@ -1,5 +1,6 @@
 """Property: any interleaving of duplicate, out-of-order and concurrent observations leaves a
-stream in the state of a sequential run (hypothesis; the embedded store and a real Redis).
+stream in the state of a sequential run (hypothesis; the embedded store, a real Redis, and
+two replicas on one Redis racing through its compare-and-set).
 
 What "sequential reference" means here
 --------------------------------------
@@ -42,8 +43,8 @@ MODEL = "demo-lstm"
 
 #: One request: strictly increasing small timestamps (hours after T0).
 request_strategy = st.lists(st.integers(0, 11), min_size=1, max_size=4, unique=True).map(sorted)
-#: Waves of concurrent requests; a request may be sent twice in one wave (a retry racing).
-wave_strategy = st.lists(request_strategy, min_size=1, max_size=3).flatmap(
+#: A wave: 2-3 concurrent requests, one maybe sent twice (a retry racing the original).
+wave_strategy = st.lists(request_strategy, min_size=2, max_size=3).flatmap(
     lambda wave: st.lists(st.sampled_from(wave), min_size=0, max_size=1).map(lambda d: wave + d)
 )
 scenario_strategy = st.lists(wave_strategy, min_size=1, max_size=5)
@@ -75,11 +76,14 @@ def replay(
 
 
 class Harness:
-    """One app's forecaster, driven from a private event loop (hypothesis tests are sync)."""
+    """Forecasters of one or two apps (replicas on one store), driven from a private loop
+    (hypothesis tests are sync). A wave's requests alternate between the replicas, so with
+    two of them concurrent writes race through the store's compare-and-set."""
 
-    def __init__(self, runner: asyncio.Runner, forecaster: Forecaster) -> None:
+    def __init__(self, runner: asyncio.Runner, forecasters: list[Forecaster]) -> None:
         self.runner = runner
-        self.forecaster = forecaster
+        self.forecasters = forecasters
+        self.forecaster = forecasters[0]
         self.streams = itertools.count()
 
     def run_scenario(self, waves: list[list[list[int]]]) -> None:
@@ -126,37 +130,41 @@ class Harness:
         np.testing.assert_allclose(view.forecast.values, forecast[0], rtol=1e-4, atol=1e-5)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-two-replicas"])
 def harness(request: pytest.FixtureRequest, model_repository: Path) -> Iterator[Harness]:
     url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
-    app = create_app(Settings(model_repository=model_repository, providers="cpu", store_url=url))
+    replicas = 2 if request.param == "redis-two-replicas" else 1
+    apps = [
+        create_app(Settings(model_repository=model_repository, providers="cpu", store_url=url))
+        for _ in range(replicas)
+    ]
     stop = asyncio.Event()
 
-    async def host(ready: asyncio.Future[None]) -> None:
+    async def host(app: Any, ready: asyncio.Future[None]) -> None:
         # The lifespan is entered and left by this one task (anyio insists), kept alive
         # between the examples' ``runner.run`` calls.
         async with app.lifespan():
             ready.set_result(None)
             await stop.wait()
 
-    async def start() -> asyncio.Task[None]:
+    async def start(app: Any) -> asyncio.Task[None]:
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(host(ready))
+        task = asyncio.create_task(host(app, ready))
         await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
         if task.done():
             task.result()
         return task
 
-    async def finish(task: asyncio.Task[None]) -> None:
+    async def finish(tasks: list[asyncio.Task[None]]) -> None:
         stop.set()
-        await task
+        await asyncio.gather(*tasks)
 
     with asyncio.Runner() as runner:
-        task = runner.run(start())
+        tasks = [runner.run(start(app)) for app in apps]
         try:
-            yield Harness(runner, app.state.forecaster)
+            yield Harness(runner, [app.state.forecaster for app in apps])
         finally:
-            runner.run(finish(task))
+            runner.run(finish(tasks))
 
 
 # Each example uses a stream of its own, so sharing the app between examples is sound.
