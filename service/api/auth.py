@@ -129,10 +129,7 @@ class Authenticator:
         keys: list[_StoredKey] = []
         seen: dict[bytes, tuple[str, Role]] = {}
         for entry in entries:
-            if entry.key is not None:
-                digest = digest_of(entry.key.get_secret_value())
-            else:
-                digest = bytes.fromhex(entry.sha256 or "")
+            digest = bytes.fromhex(entry.sha256)
             if digest in seen:
                 if seen[digest] != (entry.tenant, entry.role):
                     raise AuthConfigError(

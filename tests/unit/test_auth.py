@@ -118,7 +118,9 @@ def test_keys_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         "FORECAST_API_KEYS", json.dumps([{"key": WRITER, "tenant": "acme", "role": "write"}])
     )
     settings = Settings()
-    assert WRITER not in repr(settings)  # a SecretStr: never printed
+    # Hashed while validated: the settings object never holds the secret.
+    assert WRITER not in repr(settings.model_dump())
+    assert settings.api_keys[0].sha256 == hashlib.sha256(WRITER.encode()).hexdigest()
     principal = authenticate({"X-API-Key": WRITER}, settings)
     assert (principal.tenant, principal.role) == ("acme", "write")
 
@@ -173,3 +175,11 @@ def test_entry_needs_exactly_one_secret() -> None:
         ApiKeyEntry.model_validate(
             {"key": WRITER, "sha256": "0" * 64, "tenant": "acme", "role": "read"}
         )
+
+
+def test_a_refused_key_is_not_echoed_in_the_error() -> None:
+    secret = "too-short-secret"[:12]
+    with pytest.raises(ValidationError) as caught:
+        Settings(api_keys=[{"key": secret, "tenant": "acme", "role": "read"}])
+    assert secret not in str(caught.value)
+    assert "at least 16 characters" in str(caught.value)
