@@ -6,6 +6,7 @@ defaults.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -16,29 +17,40 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 #: Roles of an API key, weakest first; each one may do everything the ones before it may.
 Role = Literal["read", "write", "admin"]
 TENANT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+MIN_KEY_LENGTH = 16
 
 
 class ApiKeyEntry(BaseModel):
-    """One API key: the secret (or only its sha256) and the tenant and role it acts as."""
+    """One API key as the service keeps it: the sha256 of the secret, a tenant and a role.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    An entry is written with either ``key`` (the secret, at least 16 characters) or ``sha256``
+    (its hex digest, so a key file need not hold the secret). A ``key`` is hashed while the
+    entry is validated, so no settings object ever holds a secret, and errors never echo it.
+    """
 
-    key: SecretStr | None = Field(
-        default=None, min_length=16, description="The key itself (at least 16 characters)."
-    )
-    sha256: str | None = Field(
-        default=None,
-        pattern=r"^[0-9a-f]{64}$",
-        description="Hex sha256 of the key, so the file need not hold the secret.",
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Hex sha256 of the key.")
     tenant: str = Field(pattern=TENANT_PATTERN, description="Tenant whose streams it reaches.")
     role: Role = Field(description="read < write < admin.")
 
-    @model_validator(mode="after")
-    def _one_secret(self) -> ApiKeyEntry:
-        if (self.key is None) == (self.sha256 is None):
+    @model_validator(mode="before")
+    @classmethod
+    def _hash_key(cls, data: object) -> object:
+        if not isinstance(data, Mapping):
+            return data
+        if ("key" in data) == ("sha256" in data):
             raise ValueError("give exactly one of 'key' and 'sha256'")
-        return self
+        if "sha256" in data:
+            return data
+        key = data["key"]
+        if isinstance(key, SecretStr):
+            key = key.get_secret_value()
+        if not isinstance(key, str) or len(key) < MIN_KEY_LENGTH:
+            raise ValueError(f"an API key is a string of at least {MIN_KEY_LENGTH} characters")
+        entry = {name: value for name, value in data.items() if name != "key"}
+        entry["sha256"] = hashlib.sha256(key.encode("utf-8")).hexdigest()
+        return entry
 
 
 #: The demo repository shipped in the source tree (``models/repository``).
@@ -48,8 +60,13 @@ DEFAULT_MODEL_REPOSITORY = Path(__file__).resolve().parent.parent / "models" / "
 class Settings(BaseSettings):
     """Service configuration. Each field maps to ``FORECAST_<FIELD>`` (case-insensitive)."""
 
+    # Errors never echo input values: API keys and store URLs may hold secrets.
     model_config = SettingsConfigDict(
-        env_prefix="FORECAST_", extra="forbid", frozen=True, validate_default=True
+        env_prefix="FORECAST_",
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+        hide_input_in_errors=True,
     )
 
     model_repository: Path = Field(
