@@ -7,7 +7,7 @@ validates input, but errors reach clients through this service's handlers: REST 
 once when the app is built: every guarded operation gets a ``4XX`` and a ``503`` response in
 its router's form. The open probes keep what their handlers declare (their 503 body is their
 own report). The v2 inference response, which Litestar can only see as bytes, is described
-as what it is.
+as what it is, and the guarded operations say which headers carry the API key.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from litestar.openapi.spec import (
     Operation,
     Reference,
     Schema,
+    SecurityScheme,
 )
 
 from service.api.auth import is_public
@@ -111,6 +112,11 @@ def describe_errors(document: OpenAPI) -> OpenAPI:
     schemas[PROBLEM] = _problem_schema()
     schemas[V2_ERROR] = _v2_error_schema()
     components.schemas = schemas
+    components.security_schemes = {
+        **(components.security_schemes or {}),
+        "bearer": SecurityScheme(type="http", scheme="bearer", description="An API key."),
+        "apiKey": SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header"),
+    }
     for path, item in (document.paths or {}).items():
         if is_public(path):
             continue
@@ -140,6 +146,8 @@ def describe_errors(document: OpenAPI) -> OpenAPI:
                 schema,
             )
             operation.responses = responses
+            # Either header carries the key (none is needed while authentication is off).
+            operation.security = [{"bearer": []}, {"apiKey": []}]
     return document
 
 

@@ -64,5 +64,14 @@ async def test_errors_are_documented_as_sent(model_repository: Path) -> None:
         jsonschema.validate(r.json(), ok["application/json"])
         assert "application/octet-stream" in ok
 
-        # The open probes keep their own 503 body: no Problem is claimed for them.
+        # The open probes keep their own 503 body: no Problem is claimed for them, and no key.
         assert "4XX" not in document["paths"]["/health/ready"]["get"]["responses"]
+        assert "security" not in document["paths"]["/health/ready"]["get"]
+        # Guarded operations name both headers that may carry the key.
+        schemes = document["components"]["securitySchemes"]
+        assert schemes["apiKey"] == {"type": "apiKey", "name": "X-API-Key", "in": "header"}
+        assert schemes["bearer"]["scheme"] == "bearer"
+        assert document["paths"]["/v1/models"]["get"]["security"] == [
+            {"bearer": []},
+            {"apiKey": []},
+        ]
