@@ -87,6 +87,7 @@ def test_naive_and_seasonal_naive_by_hand() -> None:
     assert seasonal_naive(y, at, 5, 4).tolist() == [[60, 70, 80, 90, 60]]
 
 
+@pytest.mark.slow  # the first statsmodels import takes seconds on a busy machine
 def test_holt_winters_filter_matches_statsmodels() -> None:
     from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
