@@ -277,9 +277,12 @@ async def run_ws(args: argparse.Namespace) -> dict[str, Any]:
                     await sock.send(chunk.message(args.base_ts).decode())
 
             async def receiver() -> None:
-                while sent_at or time.monotonic() < deadline:
+                # After the deadline, answers still owed are awaited (bounded by the drain
+                # time) and counted: the elapsed time covers them too.
+                while sent_at or (time.monotonic() < deadline and budget > 0):
+                    left = deadline + args.drain_seconds - time.monotonic()
                     try:
-                        text = await asyncio.wait_for(sock.recv(), timeout=max(0.5, args.seconds))
+                        text = await asyncio.wait_for(sock.recv(), timeout=max(0.1, left))
                     except TimeoutError:
                         return
                     payload = text.encode() if isinstance(text, str) else text
@@ -292,8 +295,6 @@ async def run_ws(args: argparse.Namespace) -> dict[str, Any]:
                     tally.stream_updates += chunk.size
                     _check(tally, payload, chunk.size)
                     ready.put_nowait(chunk)
-                    if not sent_at and (time.monotonic() >= deadline or budget <= 0):
-                        return
 
             await asyncio.gather(sender(), receiver())
 
@@ -328,6 +329,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--max-seconds", type=float, default=300.0)
+    parser.add_argument(
+        "--drain-seconds", type=float, default=60.0, help="ws: wait this long for owed answers"
+    )
     parser.add_argument("--max-requests", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=0, help="stop after N rounds (0: time)")
     parser.add_argument("--base-ts", type=int, default=BASE_TIMESTAMP)
