@@ -95,6 +95,10 @@ def create_app(
             batch_max_delay=cfg.batch_max_delay_ms / 1000.0,
             bus=bus,
             encode=_encode_update,
+            history_length=cfg.history_length,
+            gap_policy=cfg.gap_policy,
+            max_gap_steps=cfg.max_gap_steps,
+            on_model_change=cfg.on_model_change,
             max_observations=cfg.max_observations,
         )
         app.state.settings = cfg

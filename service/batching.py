@@ -9,7 +9,6 @@ the function that processes one batch. The pure parts (``rounds``, ``group_rows`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -19,6 +18,8 @@ from typing import Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+
+from service.errors import ModelNotReady
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +61,15 @@ class MicroBatcher(Generic[T, R]):
         self._queue: deque[Pending[T, R]] = deque()
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     def __len__(self) -> int:
         return len(self._queue)
 
     def submit(self, item: T) -> asyncio.Future[R]:
         """Queue ``item``; the returned future resolves when its batch has been processed."""
+        if self._closing:
+            raise ModelNotReady("the service is shutting down; retry on another replica")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
         self._queue.append(Pending(item, future))
@@ -90,10 +94,10 @@ class MicroBatcher(Generic[T, R]):
     async def _run(self) -> None:
         assert self._wakeup is not None
         wakeup = self._wakeup
-        while True:
+        while not self._closing:
             await wakeup.wait()
             wakeup.clear()
-            while self._queue:
+            while self._queue and not self._closing:
                 if self._max_delay > 0 and len(self._queue) < self._max_items:
                     deadline = self._queue[0].enqueued + self._max_delay
                     pause = deadline - time.monotonic()
@@ -104,20 +108,31 @@ class MicroBatcher(Generic[T, R]):
                 try:
                     await self._process(batch)
                 except asyncio.CancelledError:
-                    _fail(batch, RuntimeError("the service is shutting down"))
+                    _fail(batch, ModelNotReady("the service is shutting down"))
                     raise
                 except Exception as exc:  # the safety net: no submitter waits forever
                     log.exception("%s: a batch of %d failed", self._name, len(batch))
                     _fail(batch, exc)
 
-    async def aclose(self) -> None:
-        """Stop the worker; items still queued fail rather than hang."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        _fail(list(self._queue), RuntimeError("the service is shutting down"))
+    async def aclose(self, grace_seconds: float = 5.0) -> None:
+        """Stop the worker; items still queued fail rather than hang.
+
+        The worker stops on a flag as well as by cancellation: a client library that
+        swallows a cancellation (redis-py's connection handling has done so) must not leave
+        shutdown waiting forever. A batch still running after ``grace_seconds`` is abandoned.
+        """
+        self._closing = True
+        if self._wakeup is not None:
+            self._wakeup.set()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=grace_seconds)
+            if not done:
+                log.warning("%s: the worker did not stop in %.0f s", self._name, grace_seconds)
+            elif not task.cancelled() and task.exception() is not None:
+                log.error("%s: the worker failed", self._name, exc_info=task.exception())
+        _fail(list(self._queue), ModelNotReady("the service is shutting down"))
         self._queue.clear()
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Literal, NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -52,6 +53,9 @@ _ACTIVE_WINDOW_SECONDS = 300.0
 #: microseconds); larger ones go to a thread, where onnxruntime releases the GIL.
 _INLINE_STEPS = 8
 
+
+GapPolicy = Literal["accept", "reject", "forward"]
+ModelChangePolicy = Literal["reject", "replay"]
 
 #: Inputs up to this many values are checked in plain Python (cheaper than numpy's calls).
 _SMALL = 64
@@ -196,6 +200,8 @@ class ObserveResult:
     applied: int
     skipped: tuple[float, ...]
     created: bool = False
+    #: Rows inserted for missing readings before this request's own (gap_policy forward).
+    filled: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +214,18 @@ class _ObserveItem:
 class _Work:
     """One stream's state while a batch is applied to it: read once, written once."""
 
-    __slots__ = ("forecast", "key", "last_ts", "record", "runtime", "seq", "state")
+    __slots__ = (
+        "forecast",
+        "hist_ts",
+        "hist_values",
+        "key",
+        "last_ts",
+        "rebuilt",
+        "record",
+        "runtime",
+        "seq",
+        "state",
+    )
 
     def __init__(self, key: str, record: StreamRecord, runtime: ModelRuntime) -> None:
         self.key = key
@@ -218,22 +235,43 @@ class _Work:
         self.forecast: FloatArray | None = record.forecast
         self.seq = record.seq
         self.last_ts = record.last_ts
+        self.hist_ts: TimeArray | None = record.history_ts
+        self.hist_values: FloatArray | None = record.history_values
+        #: Set when the state was rebuilt under other model weights: written even unchanged.
+        self.rebuilt = False
 
     @property
     def dirty(self) -> bool:
-        return self.seq != self.record.seq
+        return self.rebuilt or self.seq != self.record.seq
+
+    def last_values(self) -> FloatArray | None:
+        return (
+            None if self.hist_values is None or not len(self.hist_values) else self.hist_values[-1]
+        )
+
+    def remember(self, ts: TimeArray, values: FloatArray, keep: int) -> None:
+        """Append applied rows to the bounded raw history."""
+        if keep <= 0:
+            return
+        if self.hist_ts is None or self.hist_values is None or not len(self.hist_ts):
+            self.hist_ts, self.hist_values = ts[-keep:], values[-keep:]
+            return
+        self.hist_ts = np.concatenate((self.hist_ts, ts))[-keep:]
+        self.hist_values = np.concatenate((self.hist_values, values))[-keep:]
 
     def updated(self) -> StreamRecord:
         r = self.record
         return StreamRecord(
             model=r.model,
-            version=r.version,
-            fingerprint=r.fingerprint,
+            version=self.runtime.version,
+            fingerprint=self.runtime.fingerprint,
             incarnation=r.incarnation,
             seq=self.seq,
             last_ts=self.last_ts,
             state=self.state,
             forecast=self.forecast,
+            history_ts=self.hist_ts,
+            history_values=self.hist_values,
         )
 
     def view(self, stream_id: str) -> StreamView:
@@ -244,7 +282,7 @@ class _Work:
         return StreamView(
             stream_id=stream_id,
             model=self.record.model,
-            version=self.record.version,
+            version=self.runtime.version,
             seq=self.seq,
             last_timestamp=last,
             forecast=forecast,
@@ -268,6 +306,10 @@ class Forecaster:
         batch_max_delay: float = 0.0,
         bus: ForecastBus | None = None,
         encode: Callable[[ObserveResult], bytes] | None = None,
+        history_length: int = 48,
+        gap_policy: GapPolicy = "accept",
+        max_gap_steps: int = 48,
+        on_model_change: ModelChangePolicy = "reject",
     ) -> None:
         self.registry = registry
         self.store = store
@@ -279,6 +321,10 @@ class Forecaster:
         self._recent: dict[str, float] = {}
         self._bus: ForecastBus = bus if bus is not None else LocalBus()
         self._encode = encode
+        self._history = history_length
+        self._gap_policy = gap_policy
+        self._max_gap = max_gap_steps
+        self._on_model_change = on_model_change
         self._batcher: MicroBatcher[_ObserveItem, ObserveResult] = MicroBatcher(
             self._observe_batch,
             max_items=batch_max_rows,
@@ -354,7 +400,11 @@ class Forecaster:
             last_ts=last_ts,
             state=state,
             forecast=forecast,
+            history_ts=None if history is None else history.timestamps[-self._history :],
+            history_values=None if history is None else history.values[-self._history :],
         )
+        if self._history <= 0:
+            record = dataclasses.replace(record, history_ts=None, history_values=None)
         existed = await self.store.get(key) is not None
         await self.store.put(key, record.encode(), self._ttl)
         self.metrics.streams_created.labels(runtime.name).inc()
@@ -427,8 +477,9 @@ class Forecaster:
         stream_ids = {p.item.key: p.item.stream_id for p in batch}
         for key, raw in zip(keys, raws, strict=True):
             try:
-                record = self._decode(raw, stream_ids[key])
-                work[key] = _Work(key, record, self._runtime_for(record, stream_ids[key]))
+                work[key] = await self._work_for(
+                    key, self._decode(raw, stream_ids[key]), stream_ids[key]
+                )
             except ForecastError as exc:
                 work[key] = exc
         live: list[Pending[_ObserveItem, ObserveResult]] = []
@@ -446,36 +497,43 @@ class Forecaster:
         views: list[StreamView | None] = [None] * len(live)
         applied = [0] * len(live)
         skipped: list[tuple[float, ...]] = [()] * len(live)
+        filled = [0] * len(live)
         for level in rounds([p.item.key for p in live]):
-            rows: list[tuple[int, int]] = []  # (index into live, first fresh observation)
+            # (index into live, timestamps and values to run, gap-filled rows among them)
+            rows: list[tuple[int, TimeArray, FloatArray]] = []
             for i in level:
                 item = live[i].item
-                w = work[item.key]
-                assert isinstance(w, _Work)
+                w = _work(work, item.key)
                 start = fresh_start(item.obs.timestamps, w.last_ts)
                 skipped[i] = tuple(float(t) for t in item.obs.timestamps[:start])
                 if start == len(item.obs):
                     views[i] = w.view(item.stream_id)
-                else:
-                    rows.append((i, start))
+                    continue
+                try:
+                    ts, values = self._fill_gaps(
+                        w, item.obs.timestamps[start:], item.obs.values[start:], start
+                    )
+                except ForecastError as exc:
+                    live[i].future.set_exception(exc)
+                    continue
+                filled[i] = len(ts) - (len(item.obs) - start)
+                rows.append((i, ts, values))
             groups = group_rows(
-                [
-                    (_work(work, live[i].item.key).runtime, len(live[i].item.obs) - s)
-                    for i, s in rows
-                ]
+                [(_work(work, live[i].item.key).runtime, len(t)) for i, t, _ in rows]
             )
             for (runtime, _steps), members in groups.items():
                 chosen = [rows[m] for m in members]
-                x = np.stack([live[i].item.obs.values[s:] for i, s in chosen])
-                state = np.stack([_work(work, live[i].item.key).state for i, _ in chosen])
+                x = np.stack([values for _, _, values in chosen])
+                state = np.stack([_work(work, live[i].item.key).state for i, _, _ in chosen])
                 forecast, state_out = await self._run(runtime, x, state)
-                for j, (i, s) in enumerate(chosen):
+                for j, (i, ts, values) in enumerate(chosen):
                     item = live[i].item
                     w = _work(work, item.key)
                     w.state, w.forecast = state_out[j], forecast[j]
-                    w.seq += len(item.obs) - s
-                    w.last_ts = float(item.obs.timestamps[-1])
-                    applied[i] = len(item.obs) - s
+                    w.seq += len(ts)
+                    w.last_ts = float(ts[-1])
+                    w.remember(ts, values, self._history)
+                    applied[i] = len(ts) - filled[i]
                     views[i] = w.view(item.stream_id)
 
         dirty = [w for w in work.values() if isinstance(w, _Work) and w.dirty]
@@ -493,6 +551,8 @@ class Forecaster:
         announce: list[tuple[str, ObserveResult]] = []
         for i, pending in enumerate(live):
             key = pending.item.key
+            if pending.future.done():  # refused on its own (a gap it may not bridge)
+                continue
             if key in lost:
                 if pending.attempts + 1 >= self._cas_retries:
                     pending.future.set_exception(
@@ -513,7 +573,7 @@ class Forecaster:
             self._touch(key)
             view = views[i]
             assert view is not None
-            result = ObserveResult(view, applied[i], skipped[i])
+            result = ObserveResult(view, applied[i], skipped[i], filled=filled[i])
             pending.future.set_result(result)
             if applied[i]:
                 announce.append((key, result))
@@ -522,6 +582,95 @@ class Forecaster:
         if retry:
             self._batcher.retry_first(retry)
         await self._announce(announce)
+
+    async def _work_for(self, key: str, record: StreamRecord, stream_id: str) -> _Work:
+        """The stream's working copy, rebuilt by replay if its model changed (by setting)."""
+        try:
+            return _Work(key, record, self._runtime_for(record, stream_id))
+        except StateMismatch:
+            if self._on_model_change != "replay" or record.history_ts is None:
+                raise
+        # Replay the kept raw history through the model version now served under that name,
+        # from its initial state; the token stays the one read, so the rebuild is a CAS too.
+        try:
+            runtime = self.registry.get(record.model)
+        except UnknownModel as exc:
+            raise StateMismatch(
+                f"stream {stream_id!r} cannot be replayed: no version of {record.model!r} is "
+                "served; re-warm it with PUT",
+                field="stream_id",
+            ) from exc
+        assert record.history_values is not None
+        if record.history_values.shape[1] != runtime.n_features:
+            raise StateMismatch(
+                f"stream {stream_id!r} cannot be replayed: its history has "
+                f"{record.history_values.shape[1]} feature(s), {runtime.name!r} version "
+                f"{runtime.version} takes {runtime.n_features}; re-warm it with PUT",
+                field="stream_id",
+            )
+        forecast, state = await self._run(
+            runtime, record.history_values[None], runtime.initial_state[None]
+        )
+        work = _Work(key, record, runtime)
+        work.state, work.forecast, work.rebuilt = state[0], forecast[0], True
+        self.metrics.streams_rebuilt.labels(runtime.name).inc()
+        return work
+
+    def _fill_gaps(
+        self, w: _Work, ts: TimeArray, values: FloatArray, offset: int
+    ) -> tuple[TimeArray, FloatArray]:
+        """Apply the gap policy to the fresh rows of one request.
+
+        A gap is a step of more than 1.5 model periods; it misses round(step / period) - 1
+        readings. ``accept`` feeds the rows as they are, ``reject`` refuses the request,
+        ``forward`` inserts the missing readings as copies of the last one. A gap longer than
+        ``max_gap_steps`` always needs the stream re-warmed.
+        """
+        if self._gap_policy == "accept":
+            return ts, values
+        period = w.runtime.manifest.frequency
+        previous = w.last_ts
+        edges = np.concatenate(([previous], ts)) if math.isfinite(previous) else ts
+        steps = np.diff(edges) / period
+        missing = np.where(steps > 1.5, np.rint(steps).astype(np.int64) - 1, 0)
+        if not missing.any():
+            return ts, values
+        first_row = 0 if math.isfinite(previous) else 1  # rows whose gap ``missing`` describes
+        where = int(np.argmax(missing > 0))
+        row = where + first_row
+        field = f"observations[{offset + row}].timestamp"
+        biggest = int(missing.max())
+        if biggest > self._max_gap:
+            raise Conflict(
+                f"{biggest} readings are missing, more than max_gap_steps={self._max_gap}; "
+                "re-warm the stream with PUT and a history",
+                field=field,
+            )
+        if self._gap_policy == "reject":
+            raise InvalidInput(
+                f"{int(missing[where])} reading(s) missing before this one (one every "
+                f"{period:g} s); send them, or re-warm the stream",
+                field=field,
+            )
+        out_ts: list[float] = []
+        out_values: list[FloatArray] = []
+        last = w.last_values()
+        for j in range(len(ts)):
+            gap = int(missing[j - first_row]) if j >= first_row else 0
+            if gap:
+                source = values[j - 1] if j > 0 else last
+                if source is None:
+                    raise Conflict(
+                        "cannot fill the gap forward: the stream keeps no history "
+                        "(history_length=0); re-warm it with PUT",
+                        field=field,
+                    )
+                base = float(ts[j - 1]) if j > 0 else previous
+                out_ts.extend(base + k * period for k in range(1, gap + 1))
+                out_values.extend([source] * gap)
+            out_ts.append(float(ts[j]))
+            out_values.append(values[j])
+        return np.array(out_ts, dtype=np.float64), np.stack(out_values).astype(np.float32)
 
     async def _announce(self, updates: Sequence[tuple[str, ObserveResult]]) -> None:
         """Publish updates of the streams someone subscribes to (usually none: free)."""

@@ -110,6 +110,12 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.streams_rebuilt = Counter(
+            "forecast_streams_rebuilt",
+            "Streams whose state was rebuilt by replaying their history under new weights.",
+            ["model"],
+            registry=r,
+        )
         self.streams_deleted = Counter(
             "forecast_streams_deleted", "Streams deleted on request.", registry=r
         )

@@ -124,6 +124,34 @@ class Settings(BaseSettings):
             "requests that arrive while a batch runs form the next one anyway."
         ),
     )
+    history_length: int = Field(
+        default=48,
+        ge=0,
+        le=4096,
+        description=(
+            "Raw observations kept beside each stream's state, to rebuild it under new model "
+            "weights (on_model_change=replay) and to fill gaps forward. 0 keeps none."
+        ),
+    )
+    gap_policy: Literal["accept", "reject", "forward"] = Field(
+        default="accept",
+        description=(
+            "Readings more than 1.5 model periods apart leave a gap: accept feeds them as they "
+            "are, reject answers 422, forward inserts copies of the last reading."
+        ),
+    )
+    max_gap_steps: int = Field(
+        default=48,
+        ge=1,
+        description="Longest gap (missing readings) bridged; a longer one needs a re-warm (409).",
+    )
+    on_model_change: Literal["reject", "replay"] = Field(
+        default="reject",
+        description=(
+            "A stream whose state was made by weights no longer served: reject answers 409 "
+            "(re-warm it with PUT), replay rebuilds it from its kept history."
+        ),
+    )
     ws_max_in_flight: int = Field(
         default=256,
         ge=1,

@@ -153,6 +153,10 @@ class ObserveOut(StreamOut):
             description="Timestamps skipped as duplicates (at or before the stream's last one)."
         ),
     ]
+    filled: Annotated[
+        int,
+        msgspec.Meta(description="Missing readings filled in before these (gap_policy forward)."),
+    ] = 0
 
 
 def quantile_label(q: float) -> str:
@@ -214,6 +218,7 @@ def observe_out(result: ObserveResult) -> ObserveOut:
         forecast=None if view.forecast is None else forecast_out(view.forecast),
         applied=result.applied,
         skipped=[datetime.fromtimestamp(t, tz=UTC) for t in result.skipped],
+        filled=result.filled,
     )
 
 

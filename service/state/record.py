@@ -17,9 +17,16 @@ Layout (little-endian)::
     70      4     state size S
     74      8     write nonce: random per record built, so two writers never produce
                   byte-identical records (see ``StateStore.compare_and_set``)
-    82      N     model name, UTF-8
-    82+N    4*S   state row, float32
+    82      2     history rows R (the stream's last raw observations, oldest first)
+    84      2     history width F (features per row; 0 without history)
+    86      N     model name, UTF-8
+    86+N    4*S   state row, float32
     ...     4*H*Q latest forecast, float32 (only with flag bit 0)
+    ...     8*R   history timestamps, float64
+    ...     4*R*F history values, float32
+
+The history lets a stream be rebuilt under new model weights (replayed from the initial
+state) and gaps be filled forward from the last reading.
 
 Bytes 4..20 (incarnation + seq) are the compare-and-set token: a writer succeeds only if
 the stored record still carries the token it read. The incarnation makes a stream that was
@@ -42,10 +49,11 @@ FLAG_FORECAST = 0x01
 TOKEN_SLICE = slice(4, 20)
 TOKEN_SIZE = 16
 
-_HEADER = struct.Struct("<2sBBQQd32sIHHHIQ")
-HEADER_SIZE = _HEADER.size  # 82
+_HEADER = struct.Struct("<2sBBQQd32sIHHHIQHH")
+HEADER_SIZE = _HEADER.size  # 86
 
 FloatArray = npt.NDArray[np.float32]
+TimeArray = npt.NDArray[np.float64]
 
 
 class RecordError(ValueError):
@@ -71,6 +79,9 @@ class StreamRecord:
     #: Drawn afresh for every record built (decoding keeps it), so the same update computed
     #: by two replicas is still two different writes.
     nonce: int = field(default_factory=lambda: secrets.randbits(64))
+    #: The last raw observations, oldest first: timestamps [R] and values [R, F].
+    history_ts: TimeArray | None = None
+    history_values: FloatArray | None = None
 
     @property
     def token(self) -> bytes:
@@ -89,6 +100,15 @@ class StreamRecord:
         else:
             horizon = n_quantiles = 0
             flags, tail = 0, b""
+        if self.history_ts is not None and self.history_values is not None:
+            hist_ts = np.ascontiguousarray(self.history_ts, dtype="<f8").reshape(-1)
+            hist_values = np.ascontiguousarray(self.history_values, dtype="<f4")
+            if hist_values.ndim != 2 or hist_values.shape[0] != hist_ts.size:
+                raise RecordError("history values must be [rows, features], one row per time")
+            rows, width = hist_values.shape
+            tail += hist_ts.tobytes() + hist_values.tobytes()
+        else:
+            rows = width = 0
         try:
             fingerprint = bytes.fromhex(self.fingerprint)
         except ValueError as exc:
@@ -111,6 +131,8 @@ class StreamRecord:
                 n_quantiles,
                 state.size,
                 self.nonce,
+                rows,
+                width,
             )
         except struct.error as exc:
             raise RecordError(f"record field out of range: {exc}") from exc
@@ -134,6 +156,8 @@ class StreamRecord:
             n_quantiles,
             state_size,
             nonce,
+            rows,
+            width,
         ) = _HEADER.unpack_from(data)
         if magic != MAGIC:
             raise RecordError("not a stream record (bad magic)")
@@ -141,7 +165,9 @@ class StreamRecord:
             raise RecordError(f"stream record format {fmt} is not supported")
         has_forecast = bool(flags & FLAG_FORECAST)
         n_forecast = horizon * n_quantiles if has_forecast else 0
-        expected = HEADER_SIZE + name_len + 4 * state_size + 4 * n_forecast
+        expected = (
+            HEADER_SIZE + name_len + 4 * state_size + 4 * n_forecast + 8 * rows + 4 * rows * width
+        )
         if len(data) != expected:
             raise RecordError(f"record is {len(data)} bytes, its header says {expected}")
         offset = HEADER_SIZE
@@ -159,6 +185,18 @@ class StreamRecord:
                 .astype(np.float32)
                 .reshape(horizon, n_quantiles)
             )
+            offset += 4 * n_forecast
+        history_ts = history_values = None
+        if rows:
+            history_ts = np.frombuffer(data, dtype="<f8", count=rows, offset=offset).astype(
+                np.float64
+            )
+            offset += 8 * rows
+            history_values = (
+                np.frombuffer(data, dtype="<f4", count=rows * width, offset=offset)
+                .astype(np.float32)
+                .reshape(rows, width)
+            )
         return cls(
             model=name,
             version=version,
@@ -169,6 +207,8 @@ class StreamRecord:
             state=state,
             forecast=forecast,
             nonce=nonce,
+            history_ts=history_ts,
+            history_values=history_values,
         )
 
 

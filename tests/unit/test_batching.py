@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from service.batching import MicroBatcher, Pending, fresh_start, group_rows, rounds
+from service.errors import ModelNotReady
 
 
 def test_rounds_keep_each_keys_order_and_one_key_per_round() -> None:
@@ -116,5 +117,27 @@ async def test_close_fails_what_is_still_queued() -> None:
     await asyncio.sleep(0.01)
     await batcher.aclose()
     for future in (first, second):
-        with pytest.raises(RuntimeError, match="shutting down"):
+        with pytest.raises(ModelNotReady, match="shutting down"):
             await future
+
+
+async def test_close_does_not_wait_on_a_worker_that_swallowed_its_cancellation() -> None:
+    """A batch whose library code eats the CancelledError must not hang shutdown."""
+    started = asyncio.Event()
+
+    async def process(batch: list[Pending[int, int]]) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(0.2)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.05)  # swallowed, as a misbehaving client library might
+        for p in batch:
+            p.future.set_result(p.item)
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(process, max_items=1)
+    first = batcher.submit(0)
+    await started.wait()
+    await asyncio.wait_for(batcher.aclose(), timeout=2.0)
+    assert await first == 0
+    with pytest.raises(ModelNotReady):
+        batcher.submit(1)

@@ -242,3 +242,28 @@ def test_key_hash_tag_is_tenant_and_stream() -> None:
     assert key_slot(stream_key("b", "t", "x").encode()) == key_slot(b"t:x")
     slots = {key_slot(stream_key("fcst", "t", f"s{i}").encode()) for i in range(100)}
     assert len(slots) > 50  # streams spread over the cluster
+
+
+def test_history_round_trips_after_the_forecast() -> None:
+    record = StreamRecord(
+        model="m",
+        version=2,
+        fingerprint="ab" * 32,
+        incarnation=1,
+        seq=3,
+        last_ts=30.0,
+        state=np.arange(4, dtype=np.float32),
+        forecast=np.ones((2, 3), dtype=np.float32),
+        history_ts=np.array([10.0, 20.0, 30.0]),
+        history_values=np.arange(6, dtype=np.float32).reshape(3, 2),
+    )
+    data = record.encode()
+    back = StreamRecord.decode(data)
+    assert back.history_ts is not None
+    assert back.history_values is not None
+    np.testing.assert_array_equal(back.history_ts, record.history_ts)
+    np.testing.assert_array_equal(back.history_values, record.history_values)
+    np.testing.assert_array_equal(back.forecast, record.forecast)
+    assert back.encode() == data
+    with pytest.raises(RecordError):
+        StreamRecord.decode(data[:-1])
