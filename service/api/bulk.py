@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from service.api.errors import problem_body
 from service.api.schemas import (
+    Detail,
     ProblemOut,
     StreamAnswer,
     StreamObservationsIn,
     observe_out,
+    summary_out,
     to_observations,
 )
 from service.errors import ForecastError, PayloadTooLarge
@@ -31,6 +33,7 @@ async def observe_streams(
     tenant: str,
     items: list[StreamObservationsIn],
     max_observations: int,
+    detail: Detail = "full",
 ) -> list[StreamAnswer]:
     total = sum(len(item.observations) for item in items)
     if total > max_observations:
@@ -52,7 +55,13 @@ async def observe_streams(
         if isinstance(outcome, ForecastError):
             answers[i] = error_answer(outcome, item.stream_id, item.id)
         else:
-            answers[i] = StreamAnswer(
-                id=item.id, stream_id=item.stream_id, status=200, result=observe_out(outcome)
+            answers[i] = (
+                StreamAnswer(
+                    id=item.id, stream_id=item.stream_id, status=200, result=observe_out(outcome)
+                )
+                if detail == "full"
+                else StreamAnswer(
+                    id=item.id, stream_id=item.stream_id, status=200, summary=summary_out(outcome)
+                )
             )
     return [a for a in answers if a is not None]

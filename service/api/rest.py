@@ -172,5 +172,5 @@ async def observe_bulk(
 ) -> BulkObserveResponse:
     limit: int = state.settings.max_observations
     return BulkObserveResponse(
-        results=await observe_streams(forecaster, tenant, data.streams, limit)
+        results=await observe_streams(forecaster, tenant, data.streams, limit, data.detail)
     )

@@ -113,7 +113,7 @@ async def _answer(forecaster: Forecaster, tenant: str, text: str, limit: int) ->
     try:
         if isinstance(raw, dict) and "streams" in raw:
             bulk = BulkObserveRequest.model_validate(raw)
-            answers = await observe_streams(forecaster, tenant, bulk.streams, limit)
+            answers = await observe_streams(forecaster, tenant, bulk.streams, limit, bulk.detail)
             return msgspec.json.encode(BulkObserveResponse(results=answers)).decode()
         item = StreamObservationsIn.model_validate(raw)
         (answer,) = await observe_streams(forecaster, tenant, [item], limit)

@@ -215,3 +215,35 @@ def test_sse_sees_updates_made_by_another_replica(
     assert events[0]["data"]["seq"] == 0
     assert [e["data"]["seq"] for e in events[1:]] == [1, 2, 3]
     assert [e["data"]["forecast"] for e in events[1:]] == [x["forecast"] for x in answers]
+
+
+async def test_bulk_summary_answers_are_compact(client: AsyncTestClient[Any]) -> None:
+    await client.put("/v1/streams/s", json={"model": "demo-lstm"})
+    body = {"detail": "summary", "streams": [{"stream_id": "s", "observations": [obs(0), obs(1)]}]}
+    r = await client.post("/v1/observations", json=body)
+    assert r.status_code == 200, r.text
+    (answer,) = r.json()["results"]
+    assert answer["result"] is None
+    summary = answer["summary"]
+    assert summary["seq"] == 2
+    assert summary["applied"] == 2
+    assert summary["skipped"] == 0
+    full = (await client.get("/v1/streams/s")).json()["forecast"]
+    assert summary["median"] == [step["median"] for step in full["steps"]]
+    assert summary["last_timestamp"] == full["origin"]
+
+
+def test_step_times_are_iso_utc_with_fractions_only_when_needed() -> None:
+    from service.api.schemas import step_times
+    from service.forecaster import Forecast
+
+    values = np.zeros((3, 1), dtype=np.float32)
+    whole = Forecast("m", 1, "y", (0.5,), 60.0, 1_800_000_000.0, values, 0)
+    assert step_times(whole) == [
+        "2027-01-15T08:01:00Z",
+        "2027-01-15T08:02:00Z",
+        "2027-01-15T08:03:00Z",
+    ]
+    fraction = Forecast("m", 1, "y", (0.5,), 0.25, 1_800_000_000.5, values, 0)
+    assert step_times(fraction)[0] == "2027-01-15T08:00:00.750000Z"
+    assert step_times(Forecast("m", 1, "y", (0.5,), 1.0, None, values, 0)) == [None] * 3
