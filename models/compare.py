@@ -513,6 +513,53 @@ def _findings(outcomes: dict[str, DatasetOutcome], adding: Sequence[AddingOutcom
     return lines
 
 
+def _caveats(
+    config: CompareConfig,
+    outcomes: dict[str, DatasetOutcome],
+    adding: Sequence[AddingOutcome],
+) -> list[str]:
+    """What the numbers do not say: budget, calibration, what each kind can see."""
+    lines = [
+        f"- The budgets are small and untuned (at most {config.epochs} epochs, one hidden size, "
+        "one learning rate for every kind), so that the whole report runs in minutes on one "
+        "core per process. Where the ± columns overlap, the ranking is within seed noise and "
+        "may change with tuning.",
+    ]
+    coverages = [
+        r.accuracy["model"]["coverage"]
+        for outcome in outcomes.values()
+        for runs in outcome.runs.values()
+        for r in runs
+    ]
+    if coverages:
+        nominal = next(iter(outcomes.values())).baselines().accuracy["model"]["coverage_nominal"]
+        lines.append(
+            f"- Calibration: the networks' outer quantiles cover {min(coverages):.0%} to "
+            f"{max(coverages):.0%} of the test values against a nominal {nominal:.0%}. Pinball "
+            "training alone calibrates them only roughly; widening them by their validation "
+            "errors, as the baselines' are, is the obvious next step."
+        )
+    lines += [
+        "- The window mlp sees exactly one season of past observations, which is the "
+        "information that matters most for these strongly seasonal series; the recurrent "
+        "kinds must learn to keep it in their state. By construction the mlp sees nothing "
+        "older than W steps, which is where memory starts to matter (the adding problem).",
+        "- The recurrent kinds read each observation and its change from the previous one. "
+        "With the level alone, their saturating gates met co2's test-period levels (above "
+        "anything in the training split) and forecast no better than naive (MASE about 1.36 "
+        "in an earlier run of this report).",
+    ]
+    if adding:
+        steps = config.adding_epochs * (5 if config.quick else 50)
+        lines.append(
+            f"- Adding problem: at most {steps} Adam steps per run, stopped early once solved. "
+            "Gated networks learn it suddenly after a plateau (see the curves), so an unsolved "
+            "gated run can be a budget effect; the plain RNN's test error stays at the "
+            "constant guess's level for long sequences."
+        )
+    return lines
+
+
 def _dataset_section(name: str, outcome: DatasetOutcome, figures: Sequence[str], rel: str) -> str:
     series = outcome.series
     any_run = outcome.baselines()
@@ -633,6 +680,10 @@ def _report(
         "## Findings",
         "",
         *_findings(outcomes, adding),
+        "",
+        "## Caveats",
+        "",
+        *_caveats(config, outcomes, adding),
         "",
         "## Real data",
         "",
