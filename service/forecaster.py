@@ -176,11 +176,6 @@ class Forecast:
             median_index=m.median_index,
         )
 
-    def step_timestamps(self) -> list[float | None]:
-        if self.origin is None:
-            return [None] * int(self.values.shape[0])
-        return [self.origin + (k + 1) * self.frequency for k in range(int(self.values.shape[0]))]
-
 
 @dataclass(frozen=True, slots=True)
 class StreamView:
