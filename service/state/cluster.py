@@ -31,9 +31,8 @@ import redis.exceptions as redis_errors
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from service.state.redis import (
-    CAS_SCRIPT,
+    RedisCommands,
     bounded,
-    cas_arguments,
     client_options,
     token_arg,
     ttl_milliseconds,
@@ -120,26 +119,13 @@ _REROUTE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-class RedisClusterStore:
+class RedisClusterStore(RedisCommands[RedisCluster]):
     """State store on a Redis Cluster (Redis >= 7.0 for the cross-slot batch scripts).
 
-    Args:
-        client: A ``redis.asyncio.cluster.RedisCluster`` client; ``from_nodes`` builds one
-            with bounded timeouts and retries.
-        timeout_seconds: Upper bound on every call, every node of a batch included.
-        close_client: Close ``client`` in ``close()``. True only when the store owns it.
+    Takes ``RedisCommands``' arguments with a ``redis.asyncio.cluster.RedisCluster`` client;
+    ``from_nodes`` builds one with bounded timeouts and retries. Single-key calls are
+    ``RedisCommands``' own: redis-py routes them by the key's slot.
     """
-
-    def __init__(
-        self, client: RedisCluster, *, timeout_seconds: float = 2.0, close_client: bool = False
-    ) -> None:
-        if not timeout_seconds > 0:
-            raise ValueError(f"timeout_seconds must be positive, got {timeout_seconds}")
-        self._client = client
-        self._timeout = timeout_seconds
-        self._close_client = close_client
-        # Single-key compare-and-set: EVALSHA routed by the key's slot by redis-py.
-        self._cas = client.register_script(CAS_SCRIPT)
 
     @classmethod
     def from_nodes(
@@ -164,10 +150,6 @@ class RedisClusterStore:
         )
         return cls(client, timeout_seconds=timeout_seconds, close_client=True)
 
-    async def get(self, key: str) -> bytes | None:
-        value = await bounded(self._client.get(key), self._timeout, "GET")
-        return cast(bytes | None, value)
-
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
@@ -182,13 +164,6 @@ class RedisClusterStore:
             self._per_node(NODE_GET_SCRIPT, keys, argv, one), self._timeout, "MGET"
         )
         return cast(list[bytes | None], values)
-
-    async def compare_and_set(
-        self, key: str, expected_token: bytes | None, value: bytes, ttl_seconds: float
-    ) -> bool:
-        keys, args = cas_arguments([(key, expected_token, value)], ttl_seconds)
-        results = await bounded(self._cas(keys=keys, args=args), self._timeout, "compare-and-set")
-        return bool(results[0])
 
     async def compare_and_set_many(
         self, items: Sequence[tuple[str, bytes | None, bytes]], ttl_seconds: float
@@ -215,21 +190,9 @@ class RedisClusterStore:
         )
         return [bool(result) for result in results]
 
-    async def put(self, key: str, value: bytes, ttl_seconds: float) -> None:
-        px = ttl_milliseconds(ttl_seconds)
-        await bounded(self._client.set(key, value, px=px), self._timeout, "SET")
-
-    async def delete(self, key: str) -> bool:
-        removed = await bounded(self._client.delete(key), self._timeout, "DEL")
-        return bool(removed)
-
     async def ping(self) -> None:
         """Every primary must answer: a missing one means some streams cannot be served."""
         await bounded(self._client.ping(target_nodes=RedisCluster.PRIMARIES), self._timeout, "PING")
-
-    async def close(self) -> None:
-        if self._close_client:
-            await self._client.aclose()
 
     async def _per_node(
         self,

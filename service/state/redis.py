@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Sequence
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import redis.exceptions as redis_errors
 from redis.asyncio import Redis
@@ -24,7 +24,12 @@ from redis.backoff import NoBackoff
 from service.errors import StoreUnavailable
 from service.state.record import TOKEN_SIZE
 
+if TYPE_CHECKING:
+    from redis.asyncio.cluster import RedisCluster
+
 T = TypeVar("T")
+#: The client a backend talks through: one server, or a cluster.
+ClientT = TypeVar("ClientT", bound="Redis | RedisCluster")
 
 #: Compare-and-set of many keys in one atomic step. KEYS are the stream keys; ARGV[1] is
 #: the time to live in milliseconds, then per key its expected token and its new value.
@@ -147,42 +152,36 @@ def cas_arguments(
     return keys, args
 
 
-class RedisStore:
-    """State store on one Redis server (or a proxy that speaks its protocol).
+class RedisCommands(Generic[ClientT]):
+    """The calls both Redis backends make the same way, on one key routed by redis-py.
+
+    ``RedisStore`` and ``RedisClusterStore`` differ only in how they reach many keys at once
+    (and in what ``ping`` must reach); everything that touches a single key is written here
+    once, so the two cannot drift apart.
 
     Args:
-        client: A ``redis.asyncio.Redis`` client. Its socket timeouts and retry policy are the
-            caller's; ``from_url`` builds one with bounded ones.
+        client: A ``redis.asyncio`` client (``Redis`` or ``RedisCluster``). Its socket
+            timeouts and retry policy are the caller's; the backends' factories build ones
+            with bounded ones.
         timeout_seconds: Upper bound on every call, reconnects included.
         close_client: Close ``client`` in ``close()``. True only when the store owns it.
     """
 
     def __init__(
-        self, client: Redis, *, timeout_seconds: float = 2.0, close_client: bool = False
+        self, client: ClientT, *, timeout_seconds: float = 2.0, close_client: bool = False
     ) -> None:
         if not timeout_seconds > 0:
             raise ValueError(f"timeout_seconds must be positive, got {timeout_seconds}")
-        self._client = client
+        self._client: ClientT = client
         self._timeout = timeout_seconds
         self._close_client = close_client
-        # EVALSHA, loading the script again by itself if Redis lost its script cache.
+        # EVALSHA (routed by the key's slot on a cluster), loading the script again by itself
+        # if Redis lost its script cache.
         self._cas = client.register_script(CAS_SCRIPT)
-
-    @classmethod
-    def from_url(cls, url: str, *, timeout_seconds: float = 2.0) -> RedisStore:
-        """A store with its own client for ``redis://`` or ``rediss://`` ``url``; closes it."""
-        client = Redis.from_url(url, **client_options(timeout_seconds))
-        return cls(client, timeout_seconds=timeout_seconds, close_client=True)
 
     async def get(self, key: str) -> bytes | None:
         value = await bounded(self._client.get(key), self._timeout, "GET")
         return cast(bytes | None, value)
-
-    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        if not keys:
-            return []
-        values = await bounded(self._client.mget(list(keys)), self._timeout, "MGET")
-        return cast(list[bytes | None], values)
 
     async def compare_and_set(
         self, key: str, expected_token: bytes | None, value: bytes, ttl_seconds: float
@@ -190,6 +189,37 @@ class RedisStore:
         keys, args = cas_arguments([(key, expected_token, value)], ttl_seconds)
         results = await bounded(self._cas(keys=keys, args=args), self._timeout, "compare-and-set")
         return bool(results[0])
+
+    async def put(self, key: str, value: bytes, ttl_seconds: float) -> None:
+        px = ttl_milliseconds(ttl_seconds)
+        await bounded(self._client.set(key, value, px=px), self._timeout, "SET")
+
+    async def delete(self, key: str) -> bool:
+        removed = await bounded(self._client.delete(key), self._timeout, "DEL")
+        return bool(removed)
+
+    async def close(self) -> None:
+        if self._close_client:
+            await self._client.aclose()
+
+
+class RedisStore(RedisCommands[Redis]):
+    """State store on one Redis server (or a proxy that speaks its protocol).
+
+    Takes ``RedisCommands``' arguments; ``from_url`` builds a client with bounded timeouts.
+    """
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout_seconds: float = 2.0) -> RedisStore:
+        """A store with its own client for ``redis://`` or ``rediss://`` ``url``; closes it."""
+        client = Redis.from_url(url, **client_options(timeout_seconds))
+        return cls(client, timeout_seconds=timeout_seconds, close_client=True)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        values = await bounded(self._client.mget(list(keys)), self._timeout, "MGET")
+        return cast(list[bytes | None], values)
 
     async def compare_and_set_many(
         self, items: Sequence[tuple[str, bytes | None, bytes]], ttl_seconds: float
@@ -200,17 +230,5 @@ class RedisStore:
         results = await bounded(self._cas(keys=keys, args=args), self._timeout, "compare-and-set")
         return [bool(result) for result in results]
 
-    async def put(self, key: str, value: bytes, ttl_seconds: float) -> None:
-        px = ttl_milliseconds(ttl_seconds)
-        await bounded(self._client.set(key, value, px=px), self._timeout, "SET")
-
-    async def delete(self, key: str) -> bool:
-        removed = await bounded(self._client.delete(key), self._timeout, "DEL")
-        return bool(removed)
-
     async def ping(self) -> None:
         await bounded(self._client.ping(), self._timeout, "PING")
-
-    async def close(self) -> None:
-        if self._close_client:
-            await self._client.aclose()
