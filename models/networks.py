@@ -12,13 +12,28 @@ step at a time with carried state gives the same forecast as one call over the w
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, NotRequired, TypedDict, Unpack
 
 import torch
 from torch import Tensor, nn
 
 Kind = Literal["lstm", "gru", "rnn", "mlp"]
 KINDS: tuple[Kind, ...] = ("lstm", "gru", "rnn", "mlp")
+
+
+class CommonArguments(TypedDict):
+    """What every kind is built from, whatever its core: passed through to :class:`Forecaster`.
+
+    One typed list, so the kinds and :func:`build` pass it on as ``**common`` instead of
+    repeating six parameters each.
+    """
+
+    n_features: int
+    target_index: int
+    horizon: int
+    quantiles: Sequence[float]
+    mean: NotRequired[Sequence[float] | None]
+    std: NotRequired[Sequence[float] | None]
 
 
 def _offset_matrix(quantiles: Sequence[float]) -> Tensor:
@@ -142,36 +157,24 @@ class RecurrentForecaster(Forecaster):
         self,
         kind: Literal["lstm", "gru", "rnn"],
         *,
-        n_features: int,
-        target_index: int,
-        horizon: int,
-        quantiles: Sequence[float],
         hidden: int = 32,
         layers: int = 1,
         differences: bool = False,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
         diff_std: Sequence[float] | None = None,
+        **common: Unpack[CommonArguments],
     ) -> None:
-        super().__init__(
-            n_features=n_features,
-            target_index=target_index,
-            horizon=horizon,
-            quantiles=quantiles,
-            mean=mean,
-            std=std,
-            width=hidden,
-        )
+        super().__init__(width=hidden, **common)
         self.kind = kind
         self.hidden = hidden
         self.layers = layers
         self.differences = differences
-        scale = torch.ones(n_features) if diff_std is None else torch.tensor(list(diff_std))
-        if scale.shape != (n_features,) or not bool(torch.all(scale > 0)):
+        f = self.n_features
+        scale = torch.ones(f) if diff_std is None else torch.tensor(list(diff_std))
+        if scale.shape != (f,) or not bool(torch.all(scale > 0)):
             raise ValueError("diff_std needs one positive value per feature")
         self.register_buffer("diff_std", scale.float())
         cell: type[nn.Module] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[kind]
-        inputs = 2 * n_features if differences else n_features
+        inputs = 2 * f if differences else f
         self.rnn = cell(inputs, hidden, num_layers=layers, batch_first=True)
 
     diff_std: Tensor
@@ -235,30 +238,17 @@ class WindowForecaster(Forecaster):
     def __init__(
         self,
         *,
-        n_features: int,
-        target_index: int,
-        horizon: int,
-        quantiles: Sequence[float],
         window: int = 48,
         hidden: int = 64,
         layers: int = 2,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
+        **common: Unpack[CommonArguments],
     ) -> None:
-        super().__init__(
-            n_features=n_features,
-            target_index=target_index,
-            horizon=horizon,
-            quantiles=quantiles,
-            mean=mean,
-            std=std,
-            width=hidden,
-        )
+        super().__init__(width=hidden, **common)
         self.window = window
         self.hidden = hidden
         self.layers = layers
         blocks: list[nn.Module] = []
-        width = window * n_features
+        width = window * self.n_features
         for _ in range(layers):
             blocks += [nn.Linear(width, hidden), nn.ReLU()]
             width = hidden
@@ -297,43 +287,23 @@ class WindowForecaster(Forecaster):
 def build(
     kind: Kind,
     *,
-    n_features: int,
-    target_index: int,
-    horizon: int,
-    quantiles: Sequence[float],
     hidden: int = 32,
     layers: int = 1,
     window: int = 48,
     differences: bool = False,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
     diff_std: Sequence[float] | None = None,
+    **common: Unpack[CommonArguments],
 ) -> Forecaster:
     """A network of the given kind; ``window`` is for the mlp, ``differences`` for the rest."""
     if kind == "mlp":
-        return WindowForecaster(
-            n_features=n_features,
-            target_index=target_index,
-            horizon=horizon,
-            quantiles=quantiles,
-            window=window,
-            hidden=hidden,
-            layers=layers,
-            mean=mean,
-            std=std,
-        )
+        return WindowForecaster(window=window, hidden=hidden, layers=layers, **common)
     if kind in ("lstm", "gru", "rnn"):
         return RecurrentForecaster(
             kind,
-            n_features=n_features,
-            target_index=target_index,
-            horizon=horizon,
-            quantiles=quantiles,
             hidden=hidden,
             layers=layers,
             differences=differences,
-            mean=mean,
-            std=std,
             diff_std=diff_std,
+            **common,
         )
     raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
