@@ -45,6 +45,7 @@ from service.state.record import (
 
 FloatArray = npt.NDArray[np.float32]
 TimeArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 
 STREAM_ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,200}$"
 _STREAM_ID = re.compile(STREAM_ID_PATTERN)
@@ -54,7 +55,7 @@ _ACTIVE_WINDOW_SECONDS = 300.0
 _INLINE_STEPS = 8
 
 
-GapPolicy = Literal["accept", "reject", "forward"]
+GapPolicy = Literal["accept", "reject", "forward", "median"]
 ModelChangePolicy = Literal["reject", "replay"]
 
 #: Inputs up to this many values are checked in plain Python (cheaper than numpy's calls).
@@ -195,7 +196,8 @@ class ObserveResult:
     applied: int
     skipped: tuple[float, ...]
     created: bool = False
-    #: Rows inserted for missing readings before this request's own (gap_policy forward).
+    #: Rows inserted for missing readings among this request's own (gap_policy forward or
+    #: median); counted in the stream's ``seq``, not in ``applied``.
     filled: int = 0
 
 
@@ -204,6 +206,17 @@ class _ObserveItem:
     key: str
     stream_id: str
     obs: Observations
+
+
+@dataclass(frozen=True, slots=True)
+class _Gapped:
+    """A request's fresh rows with readings missing among them, to fill from the median."""
+
+    index: int  # into the batch's live items
+    ts: TimeArray
+    values: FloatArray
+    missing: IntArray  # readings missing right before each row
+    offset: int  # of the first fresh row in the request, for error fields
 
 
 class _Work:
@@ -496,6 +509,8 @@ class Forecaster:
         for level in rounds([p.item.key for p in live]):
             # (index into live, timestamps and values to run, gap-filled rows among them)
             rows: list[tuple[int, TimeArray, FloatArray]] = []
+            # Items with a gap to fill from the model's median: each runs on its own path.
+            gapped: list[_Gapped] = []
             for i in level:
                 item = live[i].item
                 w = _work(work, item.key)
@@ -504,10 +519,14 @@ class Forecaster:
                 if start == len(item.obs):
                     views[i] = w.view(item.stream_id)
                     continue
+                ts, values = item.obs.timestamps[start:], item.obs.values[start:]
                 try:
-                    ts, values = self._fill_gaps(
-                        w, item.obs.timestamps[start:], item.obs.values[start:], start
-                    )
+                    missing = self._missing(w, ts, start)
+                    if missing is not None and self._gap_policy == "median":
+                        gapped.append(_Gapped(i, ts, values, missing, start))
+                        continue
+                    if missing is not None:
+                        ts, values = self._fill_forward(w, ts, values, missing, start)
                 except ForecastError as exc:
                     live[i].future.set_exception(exc)
                     continue
@@ -530,6 +549,16 @@ class Forecaster:
                     w.remember(ts, values, self._history)
                     applied[i] = len(ts) - filled[i]
                     views[i] = w.view(item.stream_id)
+            for gap in gapped:
+                item = live[gap.index].item
+                w = _work(work, item.key)
+                try:
+                    filled[gap.index] = await self._fill_median(w, gap)
+                except ForecastError as exc:
+                    live[gap.index].future.set_exception(exc)
+                    continue
+                applied[gap.index] = len(gap.ts)
+                views[gap.index] = w.view(item.stream_id)
 
         dirty = [w for w in work.values() if isinstance(w, _Work) and w.dirty]
         lost: set[str] = set()
@@ -611,61 +640,138 @@ class Forecaster:
         self.metrics.streams_rebuilt.labels(runtime.name).inc()
         return work
 
-    def _fill_gaps(
-        self, w: _Work, ts: TimeArray, values: FloatArray, offset: int
-    ) -> tuple[TimeArray, FloatArray]:
-        """Apply the gap policy to the fresh rows of one request.
+    def _missing(self, w: _Work, ts: TimeArray, offset: int) -> IntArray | None:
+        """How many readings are missing right before each fresh row; None if nothing is.
 
         A gap is a step of more than 1.5 model periods; it misses round(step / period) - 1
-        readings. ``accept`` feeds the rows as they are, ``reject`` refuses the request,
-        ``forward`` inserts the missing readings as copies of the last one. A gap longer than
-        ``max_gap_steps`` always needs the stream re-warmed.
+        readings. The first row has a gap only after a reading the stream already holds.
+        ``accept`` never looks; ``reject`` refuses any gap (422); a gap longer than
+        ``max_gap_steps`` always needs the stream re-warmed (409), under every other policy.
         """
         if self._gap_policy == "accept":
-            return ts, values
+            return None
         period = w.runtime.manifest.frequency
-        previous = w.last_ts
-        edges = np.concatenate(([previous], ts)) if math.isfinite(previous) else ts
-        steps = np.diff(edges) / period
+        previous = w.last_ts if math.isfinite(w.last_ts) else float(ts[0])
+        steps = np.diff(ts, prepend=previous) / period
         missing = np.where(steps > 1.5, np.rint(steps).astype(np.int64) - 1, 0)
         if not missing.any():
-            return ts, values
-        first_row = 0 if math.isfinite(previous) else 1  # rows whose gap ``missing`` describes
-        where = int(np.argmax(missing > 0))
-        row = where + first_row
-        field = f"observations[{offset + row}].timestamp"
-        biggest = int(missing.max())
-        if biggest > self._max_gap:
+            return None
+        if int(missing.max()) > self._max_gap:
+            row = int(np.argmax(missing > self._max_gap))
             raise Conflict(
-                f"{biggest} readings are missing, more than max_gap_steps={self._max_gap}; "
-                "re-warm the stream with PUT and a history",
-                field=field,
+                f"{int(missing[row])} readings are missing, more than "
+                f"max_gap_steps={self._max_gap}; re-warm the stream with PUT and a history",
+                field=f"observations[{offset + row}].timestamp",
             )
         if self._gap_policy == "reject":
+            row = int(np.argmax(missing > 0))
             raise InvalidInput(
-                f"{int(missing[where])} reading(s) missing before this one (one every "
+                f"{int(missing[row])} reading(s) missing before this one (one every "
                 f"{period:g} s); send them, or re-warm the stream",
-                field=field,
+                field=f"observations[{offset + row}].timestamp",
             )
+        return missing
+
+    def _fill_forward(
+        self, w: _Work, ts: TimeArray, values: FloatArray, missing: IntArray, offset: int
+    ) -> tuple[TimeArray, FloatArray]:
+        """Insert each missing reading as a copy of the last one before it (gap_policy forward).
+
+        No model call is needed, so these rows join the batched path like any others.
+        """
+        period = w.runtime.manifest.frequency
         out_ts: list[float] = []
         out_values: list[FloatArray] = []
-        last = w.last_values()
         for j in range(len(ts)):
-            gap = int(missing[j - first_row]) if j >= first_row else 0
+            gap = int(missing[j])
             if gap:
-                source = values[j - 1] if j > 0 else last
+                source = values[j - 1] if j else w.last_values()
                 if source is None:
                     raise Conflict(
                         "cannot fill the gap forward: the stream keeps no history "
                         "(history_length=0); re-warm it with PUT",
-                        field=field,
+                        field=f"observations[{offset + j}].timestamp",
                     )
-                base = float(ts[j - 1]) if j > 0 else previous
+                base = float(ts[j - 1]) if j else w.last_ts
                 out_ts.extend(base + k * period for k in range(1, gap + 1))
                 out_values.extend([source] * gap)
             out_ts.append(float(ts[j]))
             out_values.append(values[j])
         return np.array(out_ts, dtype=np.float64), np.stack(out_values).astype(np.float32)
+
+    async def _fill_median(self, w: _Work, gap: _Gapped) -> int:
+        """Apply fresh rows with gaps, filling each missing reading from the model's median.
+
+        The k-th missing reading after a known one gets, in the target column, step k of the
+        median forecast made from the state right before the gap, and the known reading's
+        values in the other columns (nothing forecasts them). A gap longer than the horizon H
+        is rolled out: its first H filled rows are fed, and the forecast after them fills the
+        next H. So the rows before a gap must run before it is filled: a few model calls for
+        this one stream, which is why such requests (rare) leave the batched path.
+
+        ``w`` changes only once every call has succeeded, so a refused or failed request
+        leaves the stream as it was read. Returns the number of filled rows.
+        """
+        runtime = w.runtime
+        manifest = runtime.manifest
+        horizon, period = manifest.horizon, manifest.frequency
+        target, median = manifest.features.index(manifest.target), manifest.median_index
+        state, forecast = w.state, w.forecast
+        known = w.last_values()
+        fed_ts: list[float] = []
+        fed_values: list[FloatArray] = []
+        queued = 0  # rows at the end of ``fed_*`` not yet run
+        for j, missing in enumerate(int(m) for m in gap.missing):
+            if missing:
+                field = f"observations[{gap.offset + j}].timestamp"
+                if queued:
+                    forecast, state = await self._feed(
+                        runtime, fed_values[len(fed_values) - queued :], state
+                    )
+                    queued = 0
+                if forecast is None:
+                    raise Conflict(
+                        "cannot fill the gap from the model's forecast: the stream holds none; "
+                        "re-warm it with PUT and a history",
+                        field=field,
+                    )
+                if known is None and runtime.n_features > 1:
+                    raise Conflict(
+                        "cannot carry the other features over the gap: the stream keeps no "
+                        "history (history_length=0); re-warm it with PUT",
+                        field=field,
+                    )
+                carried = np.zeros(runtime.n_features, np.float32) if known is None else known
+                base = float(gap.ts[j - 1]) if j else w.last_ts
+                for k in range(missing):
+                    if k and not k % horizon:  # the forecast is used up: roll it out
+                        forecast, state = await self._feed(
+                            runtime, fed_values[len(fed_values) - queued :], state
+                        )
+                        queued = 0
+                    row = carried.copy()
+                    row[target] = forecast[k % horizon, median]
+                    fed_ts.append(base + (k + 1) * period)
+                    fed_values.append(row)
+                    queued += 1
+            fed_ts.append(float(gap.ts[j]))
+            fed_values.append(gap.values[j])
+            known = gap.values[j]
+            queued += 1
+        forecast, state = await self._feed(runtime, fed_values[len(fed_values) - queued :], state)
+        ts = np.array(fed_ts, dtype=np.float64)
+        w.state, w.forecast = state, forecast
+        w.seq += len(ts)
+        w.last_ts = float(ts[-1])
+        w.remember(ts, np.stack(fed_values).astype(np.float32, copy=False), self._history)
+        return len(ts) - len(gap.ts)
+
+    async def _feed(
+        self, runtime: ModelRuntime, rows: Sequence[FloatArray], state: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """Run one stream's rows from ``state``: its forecast [H, Q] and new state [S]."""
+        forecast, state_out = await self._run(runtime, np.stack(rows)[None], state[None])
+        return forecast[0], state_out[0]
 
     async def _announce(self, updates: Sequence[tuple[str, ObserveResult]]) -> None:
         """Publish updates of the streams someone subscribes to (usually none: free)."""

@@ -133,11 +133,13 @@ class Settings(BaseSettings):
             "weights (on_model_change=replay) and to fill gaps forward. 0 keeps none."
         ),
     )
-    gap_policy: Literal["accept", "reject", "forward"] = Field(
+    gap_policy: Literal["accept", "reject", "forward", "median"] = Field(
         default="accept",
         description=(
             "Readings more than 1.5 model periods apart leave a gap: accept feeds them as they "
-            "are, reject answers 422, forward inserts copies of the last reading."
+            "are, reject answers 422, forward inserts copies of the last reading, median "
+            "inserts the model's own median forecast for the target (the other features "
+            "carried forward)."
         ),
     )
     max_gap_steps: int = Field(
