@@ -11,18 +11,13 @@ from __future__ import annotations
 
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
-from types import TracebackType
 from typing import IO
 
+from tests.support.process import ServerProcess, accepts_connections, stop_process
 from tests.support.redis_server import free_port
-
-START_TIMEOUT_SECONDS = 10.0
 
 _UPSTREAM_BLOCK = re.compile(r"(upstream\s+\S+\s*\{)(?P<body>[^}]*)(\})")
 _SERVER_LINE = re.compile(r"^(?P<indent>[ \t]*)server\s+\S+(?P<params>[^;]*);", re.MULTILINE)
@@ -84,8 +79,12 @@ http {{
 """
 
 
-class NginxBalancer:
+class NginxBalancer(ServerProcess):
     """One nginx process in front of ``upstreams`` with the repository's site config."""
+
+    name = "nginx"
+    start_timeout = 10.0
+    poll_interval = 0.02
 
     def __init__(
         self, binary: str, site_config: Path, upstreams: list[str], *, port: int | None = None
@@ -109,7 +108,7 @@ class NginxBalancer:
         path = self.directory / "stderr.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def start(self) -> NginxBalancer:
+    def _launch(self) -> subprocess.Popen[bytes]:
         (self.directory / "temp").mkdir(exist_ok=True)
         (self.directory / "site.conf").write_text(
             render_site(self.site_config.read_text(), self.upstreams, self.port)
@@ -131,30 +130,15 @@ class NginxBalancer:
             stdout=subprocess.DEVNULL,
             stderr=self._stderr,
         )
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while True:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"nginx exited with {self._process.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("nginx did not listen in time")
-            time.sleep(0.02)
+        return self._process
+
+    def _ready(self) -> bool:
+        return accepts_connections(self.port)
 
     def stop(self) -> None:
         """Fast shutdown (SIGTERM), then SIGKILL if it lingers."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
@@ -162,18 +146,3 @@ class NginxBalancer:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> NginxBalancer:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()

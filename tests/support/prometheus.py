@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import copy
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any
 
 import httpx
 import yaml
 
+from tests.support.process import ServerProcess, answers_ok, stop_process
 from tests.support.redis_server import free_port
-
-START_TIMEOUT_SECONDS = 30.0
 
 
 def render_scrape_config(
@@ -54,8 +50,12 @@ def render_scrape_config(
     return rendered
 
 
-class PrometheusServer:
+class PrometheusServer(ServerProcess):
     """``prometheus`` in the foreground with its own data directory, on a free port."""
+
+    name = "prometheus"
+    start_timeout = 30.0
+    poll_interval = 0.1
 
     def __init__(self, binary: str, config: dict[str, Any], *, port: int | None = None) -> None:
         self.binary = binary
@@ -73,7 +73,7 @@ class PrometheusServer:
         path = self.directory / "prometheus.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def start(self) -> PrometheusServer:
+    def _launch(self) -> subprocess.Popen[bytes]:
         config = self.directory / "prometheus.yml"
         config.write_text(yaml.safe_dump(self.config))
         self._log = (self.directory / "prometheus.log").open("wb")
@@ -88,18 +88,10 @@ class PrometheusServer:
             stdout=self._log,
             stderr=self._log,
         )
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while True:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {self._process.returncode}")
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("prometheus was not ready in time")
-            time.sleep(0.1)
+        return self._process
+
+    def _ready(self) -> bool:
+        return answers_ok(f"{self.url}/-/ready")
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         """An instant query's result vector; a query Prometheus rejects raises."""
@@ -112,29 +104,8 @@ class PrometheusServer:
 
     def close(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, grace=15.0)
         if self._log is not None:
             self._log.close()
             self._log = None
         shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> PrometheusServer:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()

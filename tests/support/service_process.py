@@ -6,13 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-import httpx
-
+from tests.support.process import answers_ok, wait_until_ready
 from tests.support.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,19 +48,18 @@ class ServiceProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "service"], cwd=ROOT, env=env, stdout=out, stderr=out
         )
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"service exited with {self.process.returncode} at start-up")
-            try:
-                if httpx.get(f"{self.url}/health/ready", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("service did not become ready in time")
-            time.sleep(0.05)
+        try:
+            wait_until_ready(
+                self.process,
+                lambda: answers_ok(f"{self.url}/health/ready"),
+                name="service",
+                timeout=READY_TIMEOUT_SECONDS,
+                interval=0.05,
+            )
+        except BaseException:
+            self.stop()
+            raise
+        return self
 
     def stop(self, *, kill: bool = False) -> None:
         if self._log_file is not None:
