@@ -14,6 +14,7 @@ import pytest
 from service.state import open_store
 from service.state.base import StateStore
 from tests.support import RedisClusterServer, RedisServer, redis_available
+from tests.support.demo_repository import build_demo_repository
 
 #: Store timeout in tests: short, so an outage shows quickly, long enough for a loaded CI box.
 STORE_TIMEOUT_SECONDS = 1.0
@@ -89,16 +90,4 @@ def model_repository(tmp_path: Path) -> Path:
     Two features ``["load", "temp"]``, target ``load``, hourly. Built per test (tens of
     milliseconds) so a test may add, break or remove models without affecting another.
     """
-    from models.onnx_builder import build_recurrent_model
-
-    repository = tmp_path / "models"
-    for kind in ("lstm", "gru"):
-        build_recurrent_model(
-            repository / f"demo-{kind}" / "1",
-            kind=kind,
-            name=f"demo-{kind}",
-            features=["load", "temp"],
-            target="load",
-            frequency=3600.0,
-        )
-    return repository
+    return build_demo_repository(tmp_path / "models")

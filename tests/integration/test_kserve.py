@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from service.state.record import stream_key
+from tests.support.demo_repository import build_demo_repository
 from tests.support.redis_server import RedisServer
 from tests.support.service_process import ServiceProcess
 
@@ -40,19 +41,8 @@ Array = npt.NDArray[np.float32]
 
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from models.onnx_builder import build_recurrent_model
-
-    root = tmp_path_factory.mktemp("v2") / "models"
-    for kind in ("lstm", "gru"):
-        build_recurrent_model(
-            root / f"demo-{kind}" / "1",
-            kind=kind,
-            name=f"demo-{kind}",
-            features=["load", "temp"],
-            target="load",
-            frequency=3600.0,
-        )
-    return root
+    """The demo models, built once: the two replicas share them for the whole module."""
+    return build_demo_repository(tmp_path_factory.mktemp("v2") / "models")
 
 
 @pytest.fixture(scope="module")
@@ -86,18 +76,21 @@ def services(
         b.stop()
 
 
-@pytest.fixture(scope="module")
-def triton_a(services: tuple[ServiceProcess, ServiceProcess]) -> Iterator[Any]:
-    client = httpclient.InferenceServerClient(url=f"127.0.0.1:{services[0].port}", concurrency=8)
+def _triton(service: ServiceProcess) -> Iterator[Any]:
+    """Triton's HTTP client on one replica, closed with the module."""
+    client = httpclient.InferenceServerClient(url=f"127.0.0.1:{service.port}", concurrency=8)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="module")
+def triton_a(services: tuple[ServiceProcess, ServiceProcess]) -> Iterator[Any]:
+    yield from _triton(services[0])
 
 
 @pytest.fixture(scope="module")
 def triton_b(services: tuple[ServiceProcess, ServiceProcess]) -> Iterator[Any]:
-    client = httpclient.InferenceServerClient(url=f"127.0.0.1:{services[1].port}", concurrency=8)
-    yield client
-    client.close()
+    yield from _triton(services[1])
 
 
 @pytest.fixture(scope="module")
@@ -443,6 +436,37 @@ def linear_order(
     return order
 
 
+def send_steps(
+    clients: Sequence[Any],
+    model: str,
+    sequence_id: int | str,
+    steps: Sequence[Array],
+    *,
+    spacing: float,
+    frozen: RedisServer | None = None,
+) -> list[Array]:
+    """Send every step of one sequence without waiting for answers; the answers, in order.
+
+    Step k goes to ``clients[k % len(clients)]``; tritonclient sends each from its own
+    greenlet and connection, and ``gevent.sleep(spacing)`` lets it go out before the next.
+    With ``frozen``, that Redis is paused while they are sent, so all are in flight at once.
+    """
+    pending = []
+    if frozen is not None:
+        frozen.pause()
+    try:
+        for k, step in enumerate(steps):
+            x = httpclient.InferInput("x", [1, *step.shape], "FP32")
+            x.set_data_from_numpy(step[None])
+            client = clients[k % len(clients)]
+            pending.append(client.async_infer(model, [x], sequence_id=sequence_id))
+            gevent.sleep(spacing)
+    finally:
+        if frozen is not None:
+            frozen.resume()
+    return [p.get_result().as_numpy("forecast")[0] for p in pending]
+
+
 @pytest.mark.parametrize("frozen", [False, True], ids=["live-store", "frozen-store"])
 def test_steps_racing_on_two_replicas_apply_once_each(
     triton_a: Any, triton_b: Any, http: httpx.Client, redis_server: RedisServer, frozen: bool
@@ -460,20 +484,14 @@ def test_steps_racing_on_two_replicas_apply_once_each(
     steps = [readings(rng, int(n), FEATURES) for n in rng.integers(1, 3, size=12)]
     v2_infer(triton_a, model, first[None], sequence_id=sid, start=True)
 
-    pending = []
-    if frozen:
-        redis_server.pause()
-    try:
-        for k, step in enumerate(steps):
-            x = httpclient.InferInput("x", [1, *step.shape], "FP32")
-            x.set_data_from_numpy(step[None])
-            client = (triton_a, triton_b)[k % 2]
-            pending.append(client.async_infer(model, [x], sequence_id=sid))
-            gevent.sleep(0.02 if frozen else 0)
-    finally:
-        if frozen:
-            redis_server.resume()
-    answers = [p.get_result().as_numpy("forecast")[0] for p in pending]
+    answers = send_steps(
+        (triton_a, triton_b),
+        model,
+        sid,
+        steps,
+        spacing=0.02 if frozen else 0,
+        frozen=redis_server if frozen else None,
+    )
 
     stream = http.get(f"/v1/streams/v2:{sid}").json()
     assert stream["seq"] == len(first) + sum(len(s) for s in steps)
@@ -487,8 +505,7 @@ def test_steps_in_flight_apply_in_arrival_order(
 ) -> None:
     """Steps that arrive one after another while the store is frozen apply in that order.
 
-    Redis is paused, so every step is still in flight when the next one arrives; tritonclient
-    sends each from its own greenlet and connection, ``gevent.sleep`` spacing the arrivals.
+    Redis is paused, so every step is still in flight when the next one arrives.
     """
     rng = np.random.default_rng(8)
     model, sid = "demo-gru", "arrival-order"
@@ -497,17 +514,8 @@ def test_steps_in_flight_apply_in_arrival_order(
     steps = [readings(rng, 1, FEATURES) for _ in range(6)]
     v2_infer(triton_a, model, first[None], sequence_id=sid, start=True)
 
-    pending = []
-    redis_server.pause()
-    try:
-        for step in steps:
-            x = httpclient.InferInput("x", [1, 1, FEATURES], "FP32")
-            x.set_data_from_numpy(step[None])
-            pending.append(triton_a.async_infer(model, [x], sequence_id=sid))
-            gevent.sleep(0.1)  # the request is sent and waits on the frozen store
-    finally:
-        redis_server.resume()
-    answers = [p.get_result().as_numpy("forecast")[0] for p in pending]
+    # 0.1 s apart: each request is sent and waits on the frozen store before the next.
+    answers = send_steps((triton_a,), model, sid, steps, spacing=0.1, frozen=redis_server)
 
     assert linear_order(http, model, labels, first, steps, answers) == list(range(len(steps)))
 
@@ -519,113 +527,67 @@ def _x(shape: list[int], data: Any, **extra: Any) -> dict[str, Any]:
     return {"name": "x", "datatype": "FP32", "shape": shape, "data": data, **extra}
 
 
+def _timestamp(shape: list[int], data: list[float], datatype: str = "FP64") -> dict[str, Any]:
+    return {"name": "timestamp", "datatype": datatype, "shape": shape, "data": data}
+
+
+Case = tuple[bytes, dict[str, str], str]
+
+
+def _json(fragment: str, *inputs: dict[str, Any], **body: Any) -> Case:
+    """A JSON body of these ``inputs`` (on sequence ``SEQ`` unless ``parameters`` says
+    otherwise), and what the error must say about it."""
+    request = {"inputs": list(inputs), **body}
+    request.setdefault("parameters", SEQ)
+    return json.dumps(request).encode(), {}, fragment
+
+
 def _binary(
     json_part: dict[str, Any], tensors: bytes, fragment: str, *, header_length: int | None = None
-) -> tuple[bytes, dict[str, str], str]:
+) -> Case:
     """A binary-extension body, its header, and what the error must say about it."""
     head = json.dumps(json_part).encode()
     length = len(head) if header_length is None else header_length
     return head + tensors, {"Inference-Header-Content-Length": str(length)}, fragment
 
 
+def _binary_x(declared: int, tensors: bytes, fragment: str) -> Case:
+    """``x`` [1, 1, 2] as binary data that declares ``declared`` bytes and sends ``tensors``."""
+    x = {
+        "name": "x",
+        "datatype": "FP32",
+        "shape": [1, 1, 2],
+        "parameters": {"binary_data_size": declared},
+    }
+    return _binary({"inputs": [x], "parameters": SEQ}, tensors, fragment)
+
+
 SEQ = {"sequence_id": 31337, "sequence_start": False, "sequence_end": False}
 TWO = np.array([[[1.0, 2.0]]], dtype="<f4").tobytes()
+ONE_STEP = _x([1, 1, 2], [1, 2])
 
-MALFORMED: dict[str, tuple[bytes, dict[str, str], str]] = {
-    "wrong x datatype": (
-        json.dumps(
-            {"inputs": [{**_x([1, 1, 2], [1, 2]), "datatype": "FP64"}], "parameters": SEQ}
-        ).encode(),
-        {},
-        "datatype FP32",
+MALFORMED: dict[str, Case] = {
+    "wrong x datatype": _json("datatype FP32", {**ONE_STEP, "datatype": "FP64"}),
+    "wrong timestamp datatype": _json(
+        "datatype FP64", ONE_STEP, _timestamp([1, 1], [5], datatype="INT64")
     ),
-    "wrong timestamp datatype": (
-        json.dumps(
-            {
-                "inputs": [
-                    _x([1, 1, 2], [1, 2]),
-                    {"name": "timestamp", "datatype": "INT64", "shape": [1, 1], "data": [5]},
-                ],
-                "parameters": SEQ,
-            }
-        ).encode(),
-        {},
-        "datatype FP64",
+    "shape/data mismatch": _json("needs 2 element(s)", _x([1, 1, 2], [1, 2, 3])),
+    "wrong feature count": _json("[B, T, 2]", _x([1, 1, 3], [1, 2, 3])),
+    "rank 2": _json("[B, T, 2]", _x([1, 2], [1, 2])),
+    "timestamp shape": _json(
+        "'timestamp' must have shape [1, 1]", ONE_STEP, _timestamp([1, 2], [5, 6])
     ),
-    "shape/data mismatch": (
-        json.dumps({"inputs": [_x([1, 1, 2], [1, 2, 3])], "parameters": SEQ}).encode(),
-        {},
-        "needs 2 element(s)",
-    ),
-    "wrong feature count": (
-        json.dumps({"inputs": [_x([1, 1, 3], [1, 2, 3])], "parameters": SEQ}).encode(),
-        {},
-        "[B, T, 2]",
-    ),
-    "rank 2": (
-        json.dumps({"inputs": [_x([1, 2], [1, 2])], "parameters": SEQ}).encode(),
-        {},
-        "[B, T, 2]",
-    ),
-    "timestamp shape": (
-        json.dumps(
-            {
-                "inputs": [
-                    _x([1, 1, 2], [1, 2]),
-                    {"name": "timestamp", "datatype": "FP64", "shape": [1, 2], "data": [5, 6]},
-                ],
-                "parameters": SEQ,
-            }
-        ).encode(),
-        {},
-        "'timestamp' must have shape [1, 1]",
-    ),
-    "unknown input": (
-        json.dumps(
-            {
-                "inputs": [
-                    _x([1, 1, 2], [1, 2]),
-                    {"name": "state", "datatype": "FP32", "shape": [1, 1], "data": [0]},
-                ],
-                "parameters": SEQ,
-            }
-        ).encode(),
-        {},
+    "unknown input": _json(
         "unknown input 'state'",
+        ONE_STEP,
+        {"name": "state", "datatype": "FP32", "shape": [1, 1], "data": [0]},
     ),
-    "unknown output": (
-        json.dumps(
-            {
-                "inputs": [_x([1, 1, 2], [1, 2])],
-                "outputs": [{"name": "state_out"}],
-                "parameters": SEQ,
-            }
-        ).encode(),
-        {},
-        "unknown output 'state_out'",
+    "unknown output": _json(
+        "unknown output 'state_out'", ONE_STEP, outputs=[{"name": "state_out"}]
     ),
-    "missing x": (
-        json.dumps(
-            {
-                "inputs": [{"name": "timestamp", "datatype": "FP64", "shape": [1, 1], "data": [5]}],
-                "parameters": SEQ,
-            }
-        ).encode(),
-        {},
-        "'x' is required",
-    ),
-    "x twice": (
-        json.dumps(
-            {"inputs": [_x([1, 1, 2], [1, 2]), _x([1, 1, 2], [1, 2])], "parameters": SEQ}
-        ).encode(),
-        {},
-        "given twice",
-    ),
-    "non-numeric data": (
-        json.dumps({"inputs": [_x([1, 1, 2], [1, "2"])], "parameters": SEQ}).encode(),
-        {},
-        "must hold numbers",
-    ),
+    "missing x": _json("'x' is required", _timestamp([1, 1], [5])),
+    "x twice": _json("given twice", ONE_STEP, ONE_STEP),
+    "non-numeric data": _json("must hold numbers", _x([1, 1, 2], [1, "2"])),
     "NaN reading": (
         b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1, 2], "data": [1, NaN]}],'
         b' "parameters": {"sequence_id": 31337}}',
@@ -633,93 +595,25 @@ MALFORMED: dict[str, tuple[bytes, dict[str, str], str]] = {
         "not a finite number",
     ),
     "not JSON": (b"{inputs: ", {}, "not valid JSON"),
-    "binary size disagrees with shape": _binary(
-        {
-            "inputs": [
-                {
-                    "name": "x",
-                    "datatype": "FP32",
-                    "shape": [1, 1, 2],
-                    "parameters": {"binary_data_size": 12},
-                }
-            ],
-            "parameters": SEQ,
-        },
-        TWO + b"\0\0\0\0",
-        "takes 8 bytes",
-    ),
-    "binary part shorter than declared": _binary(
-        {
-            "inputs": [
-                {
-                    "name": "x",
-                    "datatype": "FP32",
-                    "shape": [1, 1, 2],
-                    "parameters": {"binary_data_size": 8},
-                }
-            ],
-            "parameters": SEQ,
-        },
-        TWO[:6],
-        "holds only 6",
-    ),
-    "binary part longer than declared": _binary(
-        {
-            "inputs": [
-                {
-                    "name": "x",
-                    "datatype": "FP32",
-                    "shape": [1, 1, 2],
-                    "parameters": {"binary_data_size": 8},
-                }
-            ],
-            "parameters": SEQ,
-        },
-        TWO + b"\0" * 4,
-        "add up to 8",
-    ),
+    "binary size disagrees with shape": _binary_x(12, TWO + b"\0\0\0\0", "takes 8 bytes"),
+    "binary part shorter than declared": _binary_x(8, TWO[:6], "holds only 6"),
+    "binary part longer than declared": _binary_x(8, TWO + b"\0" * 4, "add up to 8"),
     "header length beyond the body": _binary(
-        {"inputs": [_x([1, 1, 2], [1, 2])], "parameters": SEQ},
+        {"inputs": [ONE_STEP], "parameters": SEQ},
         b"",
         "Inference-Header-Content-Length",
         header_length=10_000,
     ),
-    "batch of two in a sequence": (
-        json.dumps({"inputs": [_x([2, 1, 2], [1, 2, 3, 4])], "parameters": SEQ}).encode(),
-        {},
-        "batch size 1",
+    "batch of two in a sequence": _json("batch size 1", _x([2, 1, 2], [1, 2, 3, 4])),
+    "negative sequence id": _json("unsigned", ONE_STEP, parameters={"sequence_id": -3}),
+    "sequence id with a space": _json(
+        "string sequence ids", ONE_STEP, parameters={"sequence_id": "a b"}
     ),
-    "negative sequence id": (
-        json.dumps({"inputs": [_x([1, 1, 2], [1, 2])], "parameters": {"sequence_id": -3}}).encode(),
-        {},
-        "unsigned",
+    "start without an id": _json(
+        "non-zero sequence_id", ONE_STEP, parameters={"sequence_start": True}
     ),
-    "sequence id with a space": (
-        json.dumps(
-            {"inputs": [_x([1, 1, 2], [1, 2])], "parameters": {"sequence_id": "a b"}}
-        ).encode(),
-        {},
-        "string sequence ids",
-    ),
-    "start without an id": (
-        json.dumps(
-            {"inputs": [_x([1, 1, 2], [1, 2])], "parameters": {"sequence_start": True}}
-        ).encode(),
-        {},
-        "non-zero sequence_id",
-    ),
-    "timestamps out of order": (
-        json.dumps(
-            {
-                "inputs": [
-                    _x([1, 2, 2], [1, 2, 3, 4]),
-                    {"name": "timestamp", "datatype": "FP64", "shape": [1, 2], "data": [T0, T0]},
-                ],
-                "parameters": SEQ,
-            }
-        ).encode(),
-        {},
-        "strictly increasing",
+    "timestamps out of order": _json(
+        "strictly increasing", _x([1, 2, 2], [1, 2, 3, 4]), _timestamp([1, 2], [T0, T0])
     ),
 }
 
