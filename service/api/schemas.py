@@ -162,7 +162,12 @@ class ObserveOut(StreamOut):
     ]
     filled: Annotated[
         int,
-        msgspec.Meta(description="Missing readings filled in before these (gap_policy forward)."),
+        msgspec.Meta(
+            description=(
+                "Missing readings filled in among these (gap_policy forward or median); "
+                "counted in seq, not in applied."
+            )
+        ),
     ] = 0
 
 

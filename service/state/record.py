@@ -26,7 +26,7 @@ Layout (little-endian)::
     ...     4*R*F history values, float32
 
 The history lets a stream be rebuilt under new model weights (replayed from the initial
-state) and gaps be filled forward from the last reading.
+state) and gaps be filled with the last reading's values (gap policies forward and median).
 
 Bytes 4..20 (incarnation + seq) are the compare-and-set token: a writer succeeds only if
 the stored record still carries the token it read. The incarnation makes a stream that was
