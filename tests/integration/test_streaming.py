@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from litestar.testing import AsyncTestClient, TestClient
 from service.app import create_app
 from service.settings import Settings
 from tests.support.service_process import ServiceProcess
+from tests.support.sse import subscribed
 
 T0 = 1_800_000_000.0
 
@@ -170,21 +170,6 @@ def test_websocket_pipelined_messages_all_answered_in_order_per_stream(
         assert all(a["result"]["applied"] == 1 for a in answers if a["stream_id"] == s)
 
 
-def read_events(url: str, count: int, out: list[dict[str, Any]], ready: threading.Event) -> None:
-    with httpx.stream("GET", url, timeout=20.0) as response:
-        assert response.status_code == 200
-        event = None
-        for line in response.iter_lines():
-            if line.startswith("event:"):
-                event = line.split(":", 1)[1].strip()
-            elif line.startswith("data:"):
-                out.append({"event": event, "data": json.loads(line.split(":", 1)[1])})
-                if event == "snapshot":
-                    ready.set()
-                if len(out) == count:
-                    return
-
-
 def test_sse_sees_updates_made_by_another_replica(
     model_repository: Path, redis_url: str, tmp_path: Path
 ) -> None:
@@ -194,22 +179,14 @@ def test_sse_sees_updates_made_by_another_replica(
         ServiceProcess(env, log=tmp_path / "b.log") as b,
     ):
         assert httpx.put(f"{a.url}/v1/streams/sub", json={"model": "demo-gru"}).status_code == 201
-        events: list[dict[str, Any]] = []
-        ready = threading.Event()
-        reader = threading.Thread(
-            target=read_events, args=(f"{b.url}/v1/streams/sub/forecasts", 4, events, ready)
-        )
-        reader.start()
-        assert ready.wait(20)
-        time.sleep(1.5)  # other replicas learn of a new subscriber within about a second
-        answers = [
-            httpx.post(
-                f"{a.url}/v1/streams/sub/observations", json={"observations": [obs(i)]}
-            ).json()
-            for i in range(3)
-        ]
-        reader.join(20)
-        assert not reader.is_alive()
+        with subscribed(f"{b.url}/v1/streams/sub/forecasts", 4) as events:
+            time.sleep(1.5)  # other replicas learn of a new subscriber within about a second
+            answers = [
+                httpx.post(
+                    f"{a.url}/v1/streams/sub/observations", json={"observations": [obs(i)]}
+                ).json()
+                for i in range(3)
+            ]
         assert httpx.get(f"{b.url}/v1/streams/missing/forecasts").status_code == 404
     assert [e["event"] for e in events] == ["snapshot", "forecast", "forecast", "forecast"]
     assert events[0]["data"]["seq"] == 0

@@ -7,7 +7,6 @@ tenant neither reaches nor hears another tenant's stream of the same id.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from service.app import create_app
 from service.settings import ApiKeyEntry, Settings
 from service.state.record import stream_key
 from tests.support.service_process import ServiceProcess
+from tests.support.sse import subscribed
 
 T0 = 1_800_000_000.0
 KEYS = [
@@ -101,23 +101,6 @@ def test_sse_needs_a_key_and_sees_no_other_tenants_stream(client: TestClient[Any
     assert r.status_code == 404
 
 
-def read_events(
-    url: str, headers: dict[str, str], count: int, out: list[dict[str, Any]], ready: threading.Event
-) -> None:
-    with httpx.stream("GET", url, headers=headers, timeout=20.0) as response:
-        assert response.status_code == 200
-        event = None
-        for line in response.iter_lines():
-            if line.startswith("event:"):
-                event = line.split(":", 1)[1].strip()
-            elif line.startswith("data:"):
-                out.append({"event": event, "data": json.loads(line.split(":", 1)[1])})
-                if event == "snapshot":
-                    ready.set()
-                if len(out) == count:
-                    return
-
-
 def test_sse_subscriber_hears_only_its_tenants_updates(
     model_repository: Path, tmp_path: Path
 ) -> None:
@@ -132,29 +115,20 @@ def test_sse_subscriber_hears_only_its_tenants_updates(
         assert httpx.put(f"{url}/v1/streams/pump", json=history, headers=B_WRITE).is_success
         r = httpx.put(f"{url}/v1/streams/pump", json={"model": "demo-lstm"}, headers=A_WRITE)
         assert r.status_code == 201
-        events: list[dict[str, Any]] = []
-        ready = threading.Event()
-        reader = threading.Thread(
-            target=read_events,
-            args=(f"{url}/v1/streams/pump/forecasts", A_READ, 2, events, ready),
-        )
-        reader.start()
-        assert ready.wait(20)
-        time.sleep(0.5)
-        for i in range(5, 7):  # beta's updates: seq 6 and 7 of beta's stream
-            r = httpx.post(
+        with subscribed(f"{url}/v1/streams/pump/forecasts", 2, headers=A_READ) as events:
+            time.sleep(0.5)
+            for i in range(5, 7):  # beta's updates: seq 6 and 7 of beta's stream
+                r = httpx.post(
+                    f"{url}/v1/streams/pump/observations",
+                    json={"observations": [obs(i)]},
+                    headers=B_WRITE,
+                )
+                assert r.status_code == 200
+            mine = httpx.post(
                 f"{url}/v1/streams/pump/observations",
-                json={"observations": [obs(i)]},
-                headers=B_WRITE,
-            )
-            assert r.status_code == 200
-        mine = httpx.post(
-            f"{url}/v1/streams/pump/observations",
-            json={"observations": [obs(0)]},
-            headers=A_WRITE,
-        ).json()
-        reader.join(20)
-        assert not reader.is_alive()
+                json={"observations": [obs(0)]},
+                headers=A_WRITE,
+            ).json()
     assert [e["event"] for e in events] == ["snapshot", "forecast"]
     assert events[0]["data"]["seq"] == 0
     assert events[1]["data"]["seq"] == 1

@@ -1,0 +1,72 @@
+"""A server-sent events subscriber for tests that write on one connection and listen on another."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+
+def read_events(
+    url: str,
+    headers: Mapping[str, str],
+    count: int,
+    out: list[dict[str, Any]],
+    ready: threading.Event,
+) -> None:
+    """Append the first ``count`` events of ``url`` to ``out`` as ``{"event", "data"}``.
+
+    ``ready`` is set once the ``snapshot`` event has arrived: from then on the subscription
+    is registered and every update is heard.
+    """
+    with httpx.stream("GET", url, headers=dict(headers), timeout=20.0) as response:
+        if response.status_code != 200:
+            raise AssertionError(f"GET {url} answered {response.status_code}")
+        event = None
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                out.append({"event": event, "data": json.loads(line.split(":", 1)[1])})
+                if event == "snapshot":
+                    ready.set()
+                if len(out) == count:
+                    return
+
+
+@contextmanager
+def subscribed(
+    url: str, count: int, *, headers: Mapping[str, str] | None = None, timeout: float = 20.0
+) -> Iterator[list[dict[str, Any]]]:
+    """Listen to ``url`` in a thread; the events heard, once the snapshot has come.
+
+    Leaving the block waits for ``count`` events in all (up to ``timeout``) and fails if they
+    did not come; a reader that failed (not a 200, a broken stream) fails the test with its
+    own error rather than with a timeout.
+    """
+    events: list[dict[str, Any]] = []
+    ready = threading.Event()
+    failures: list[BaseException] = []
+
+    def listen() -> None:
+        try:
+            read_events(url, headers or {}, count, events, ready)
+        except BaseException as error:  # handed to the test's thread below
+            failures.append(error)
+            ready.set()
+
+    # A daemon: if the test fails inside the block, the reader ends with the server's stream.
+    reader = threading.Thread(target=listen, daemon=True)
+    reader.start()
+    assert ready.wait(timeout), f"no snapshot from {url} within {timeout:g} s"
+    if failures:
+        raise failures[0]
+    yield events
+    reader.join(timeout)
+    if failures:
+        raise failures[0]
+    assert not reader.is_alive(), f"{len(events)} of {count} events from {url}"
