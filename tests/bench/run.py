@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ import httpx
 import numpy as np
 import redis
 
+from tests.support.process import answers_ok, stop_process, wait_until_ready
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.service_process import ROOT, ServiceProcess
 
@@ -128,6 +130,49 @@ class Bench:
         self._block += 1
         return BASE_TIMESTAMP + self._block * TIMESTAMP_BLOCK
 
+    def observe_args(self) -> list[str]:
+        """``observe.lua``'s arguments for the ``r`` streams, on timestamps of their own."""
+        return [str(self.plan.rest_streams), "r", str(self.next_base())]
+
+    def load_args(
+        self,
+        prefix: str,
+        streams: int,
+        *,
+        per_request: int,
+        concurrency: int,
+        seconds: float,
+        rounds: int | None = None,
+    ) -> list[str]:
+        """``loadgen bulk`` or ``ws`` arguments: which streams, how many a request, how many
+        requests at once, for how long (or how many ``rounds``), on timestamps of their own."""
+        args = [
+            "--prefix",
+            prefix,
+            "--streams",
+            str(streams),
+            "--per-request",
+            str(per_request),
+            "--concurrency",
+            str(concurrency),
+            "--seconds",
+            str(seconds),
+            "--base-ts",
+            str(self.next_base()),
+        ]
+        return args if rounds is None else [*args, "--rounds", str(rounds)]
+
+    def ingest_args(self, seconds: float, concurrency: int) -> list[str]:
+        """The ingest runs' load: every ``b`` stream, ``streams_per_request`` at a time."""
+        p = self.plan
+        return self.load_args(
+            "b",
+            p.ingest_streams,
+            per_request=p.streams_per_request,
+            concurrency=concurrency,
+            seconds=seconds,
+        )
+
     def wrk(
         self, url: str, script: str, args: list[str], *, seconds: float, connections: int
     ) -> dict[str, Any]:
@@ -210,10 +255,6 @@ class Bench:
         p = self.plan
         self.results["stream_creation_rest"] = self.create_streams(service.url, "r", p.rest_streams)
         before = scrape_counters(service.url)
-
-        def observe_args() -> list[str]:
-            return [str(p.rest_streams), "r", str(self.next_base())]
-
         window_args = [MODEL, str(p.window)]
         bare_args = [str(p.rest_streams), "r", str(BASE_TIMESTAMP)]
         c = p.rest_connections
@@ -221,7 +262,7 @@ class Bench:
         warm = p.warmup_seconds
         self.wrk(bare_url, "observe.lua", bare_args, seconds=warm, connections=c)
         observe_requests = self.wrk(
-            service.url, "observe.lua", observe_args(), seconds=warm, connections=c
+            service.url, "observe.lua", self.observe_args(), seconds=warm, connections=c
         )["requests"]
         self.wrk(service.url, "forecast.lua", window_args, seconds=warm, connections=c)
         bare, stateful, window = [], [], []
@@ -230,7 +271,7 @@ class Bench:
                 self.wrk(bare_url, "observe.lua", bare_args, seconds=p.seconds, connections=c)
             )
             run = self.wrk(
-                service.url, "observe.lua", observe_args(), seconds=p.seconds, connections=c
+                service.url, "observe.lua", self.observe_args(), seconds=p.seconds, connections=c
             )
             observe_requests += run["requests"]
             stateful.append(run)
@@ -322,32 +363,14 @@ class Bench:
             service.url, "b", p.ingest_streams
         )
         ort = self.ort_rate()
-
-        def common(mode: str, seconds: float, concurrency: int) -> list[str]:
-            return [
-                "--prefix",
-                "b",
-                "--streams",
-                str(p.ingest_streams),
-                "--per-request",
-                str(p.streams_per_request),
-                "--concurrency",
-                str(concurrency),
-                "--seconds",
-                str(seconds),
-                "--base-ts",
-                str(self.next_base()),
-            ]
-
         before = scrape_counters(service.url)
         t = p.ingest_seconds + 120
         warm, secs = p.warmup_seconds, p.ingest_seconds
-        self.loadgen("bulk", service.url, *common("bulk", warm, p.bulk_concurrency), timeout=t)
-        bulk = self.loadgen(
-            "bulk", service.url, *common("bulk", secs, p.bulk_concurrency), timeout=t
-        )
-        self.loadgen("ws", service.url, *common("ws", warm, p.ws_connections), timeout=t)
-        ws = self.loadgen("ws", service.url, *common("ws", secs, p.ws_connections), timeout=t)
+        args = self.ingest_args
+        self.loadgen("bulk", service.url, *args(warm, p.bulk_concurrency), timeout=t)
+        bulk = self.loadgen("bulk", service.url, *args(secs, p.bulk_concurrency), timeout=t)
+        self.loadgen("ws", service.url, *args(warm, p.ws_connections), timeout=t)
+        ws = self.loadgen("ws", service.url, *args(secs, p.ws_connections), timeout=t)
         after = scrape_counters(service.url)
         for run in (bulk, ws):
             run["ratio_to_raw_onnxruntime"] = round(run["updates_per_s"] / ort["rows_per_s"], 4)
@@ -387,25 +410,10 @@ class Bench:
             used_before = int(client.info("memory")["used_memory"])
             keys_before = int(client.dbsize())
             create = self.create_streams(service.url, "m", p.memory_streams)
-            observe = self.loadgen(
-                "bulk",
-                service.url,
-                "--prefix",
-                "m",
-                "--streams",
-                str(p.memory_streams),
-                "--per-request",
-                "1000",
-                "--concurrency",
-                "4",
-                "--rounds",
-                "1",
-                "--seconds",
-                "400",
-                "--base-ts",
-                str(self.next_base()),
-                timeout=460,
+            once = self.load_args(
+                "m", p.memory_streams, per_request=1000, concurrency=4, seconds=400, rounds=1
             )
+            observe = self.loadgen("bulk", service.url, *once, timeout=460)
             time.sleep(0.2)
             used_after = int(client.info("memory")["used_memory"])
             keys_after = int(client.dbsize())
@@ -452,25 +460,14 @@ class Bench:
             "rest_single": lambda: self.wrk(
                 service.url,
                 "observe.lua",
-                [str(p.rest_streams), "r", str(self.next_base())],
+                self.observe_args(),
                 seconds=p.profile_seconds + 1,
                 connections=p.rest_connections,
             ),
             "bulk": lambda: self.loadgen(
                 "bulk",
                 service.url,
-                "--prefix",
-                "b",
-                "--streams",
-                str(p.ingest_streams),
-                "--per-request",
-                str(p.streams_per_request),
-                "--concurrency",
-                str(p.bulk_concurrency),
-                "--seconds",
-                str(p.profile_seconds + 1),
-                "--base-ts",
-                str(self.next_base()),
+                *self.ingest_args(p.profile_seconds + 1, p.bulk_concurrency),
                 timeout=p.profile_seconds + 120,
             ),
         }
@@ -661,24 +658,11 @@ def bare_server() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError("the bare app exited at start-up")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("the bare app did not start")
-            time.sleep(0.05)
+        ready = partial(answers_ok, f"{url}/ready")
+        wait_until_ready(process, ready, name="the bare app", timeout=30, interval=0.05)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def service_settings(store_url: str) -> tuple[dict[str, str], dict[str, Any]]:
