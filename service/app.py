@@ -100,6 +100,7 @@ def create_app(
             max_gap_steps=cfg.max_gap_steps,
             on_model_change=cfg.on_model_change,
             max_observations=cfg.max_observations,
+            max_streams_per_tenant=cfg.max_streams_per_tenant,
         )
         app.state.settings = cfg
         app.state.registry = models

@@ -11,6 +11,8 @@ class ForecastError(Exception):
 
     title = "Forecasting error"
     code = "error"
+    #: Attributes of a leaf that its problem+json body carries too (machine-readable detail).
+    extensions: tuple[str, ...] = ()
 
     def __init__(self, detail: str, *, field: str | None = None) -> None:
         super().__init__(detail)
@@ -52,6 +54,22 @@ class StateMismatch(Conflict):
 class PayloadTooLarge(ForecastError):
     title = "Payload too large"
     code = "payload-too-large"
+
+
+class StreamLimitExceeded(ForecastError):
+    """The tenant keeps as many streams as it may; a new one needs an old one gone first.
+
+    Waiting does not help (streams only leave when deleted or idle past their expiry), so
+    this is a refusal of the request, not a rate limit to retry.
+    """
+
+    title = "Stream limit reached"
+    code = "stream-limit"
+    extensions = ("limit",)
+
+    def __init__(self, detail: str, *, limit: int) -> None:
+        super().__init__(detail)
+        self.limit = limit
 
 
 class ModelNotReady(ForecastError):

@@ -32,6 +32,7 @@ from service.errors import (
     UnknownStream,
 )
 from service.metrics import Metrics
+from service.quota import StreamQuota
 from service.registry import ModelRegistry
 from service.runtime import ModelRuntime
 from service.state.base import StateStore
@@ -318,6 +319,7 @@ class Forecaster:
         gap_policy: GapPolicy = "accept",
         max_gap_steps: int = 48,
         on_model_change: ModelChangePolicy = "reject",
+        max_streams_per_tenant: int = 100_000,
     ) -> None:
         self.registry = registry
         self.store = store
@@ -333,6 +335,13 @@ class Forecaster:
         self._gap_policy = gap_policy
         self._max_gap = max_gap_steps
         self._on_model_change = on_model_change
+        self._quota = StreamQuota(
+            store,
+            metrics,
+            key_prefix=key_prefix,
+            limit=max_streams_per_tenant,
+            ttl_seconds=ttl_seconds,
+        )
         self._batcher: MicroBatcher[_ObserveItem, ObserveResult] = MicroBatcher(
             self._observe_batch,
             max_items=batch_max_rows,
@@ -385,7 +394,8 @@ class Forecaster:
         """Bind a stream to a model version, (re)starting it from the initial state.
 
         An existing stream of the same id is replaced. ``history`` warms the state up in one
-        call before the stream is stored.
+        call before the stream is stored. A new stream must fit in the tenant's stream limit
+        (``StreamLimitExceeded`` otherwise, nothing stored); a replaced one already does.
         """
         key = self._key(tenant, stream_id)
         runtime = self.registry.get(model, version)
@@ -413,6 +423,8 @@ class Forecaster:
         )
         if self._history <= 0:
             record = dataclasses.replace(record, history_ts=None, history_values=None)
+        # Counted before it is written, so no replica ever sees more streams than the limit.
+        await self._quota.admit(tenant, stream_id)
         existed = await self.store.get(key) is not None
         await self.store.put(key, record.encode(), self._ttl)
         self.metrics.streams_created.labels(runtime.name).inc()
@@ -805,7 +817,11 @@ class Forecaster:
 
     async def delete_stream(self, tenant: str, stream_id: str) -> None:
         key = self._key(tenant, stream_id)
-        if not await self.store.delete(key):
+        seen = await self._quota.seen(tenant, stream_id)
+        existed = await self.store.delete(key)
+        # Even when the stream was gone already: a retry after an outage uncounts it then.
+        await self._quota.release(tenant, stream_id, seen)
+        if not existed:
             raise UnknownStream(f"stream {stream_id!r} does not exist", field="stream_id")
         self._recent.pop(key, None)
         self.metrics.streams_deleted.inc()

@@ -116,6 +116,12 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.streams_refused = Counter(
+            "forecast_streams_refused",
+            "Stream creations refused, by reason (stream-limit: the tenant keeps its most).",
+            ["reason"],
+            registry=r,
+        )
         self.streams_deleted = Counter(
             "forecast_streams_deleted", "Streams deleted on request.", registry=r
         )

@@ -106,6 +106,14 @@ class Settings(BaseSettings):
     max_series: int = Field(
         default=1_000, ge=1, description="Most series in one stateless forecast request."
     )
+    max_streams_per_tenant: int = Field(
+        default=100_000,
+        ge=0,
+        description=(
+            "Most streams one tenant keeps at a time; creating one more is answered 403 "
+            "(code stream-limit) until one is deleted or expires. 0 turns the limit off."
+        ),
+    )
     cas_retries: int = Field(
         default=16, ge=1, description="Compare-and-set attempts before a write is reported as 409."
     )

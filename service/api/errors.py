@@ -27,6 +27,9 @@ STATUS: dict[type[errors.ForecastError], int] = {
     errors.StateMismatch: 409,
     errors.Conflict: 409,
     errors.PayloadTooLarge: 413,
+    # 403, not 429: a count of streams, not a request rate, is used up; retrying cannot help
+    # until a stream is deleted or expires, and clients retry a 429 by themselves.
+    errors.StreamLimitExceeded: 403,
     errors.ModelNotReady: 503,
     errors.StoreUnavailable: 503,
 }
@@ -70,6 +73,8 @@ def problem_body(exc: errors.ForecastError) -> dict[str, Any]:
     }
     if exc.field is not None:
         body["field"] = exc.field
+    for name in exc.extensions:
+        body[name] = getattr(exc, name)
     return body
 
 

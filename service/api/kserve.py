@@ -121,6 +121,7 @@ _STATUS: Final[dict[type[errors.ForecastError], int]] = {
     errors.StateMismatch: 409,
     errors.Conflict: 409,
     errors.PayloadTooLarge: 413,
+    errors.StreamLimitExceeded: 403,
     errors.ModelNotReady: 503,
     errors.StoreUnavailable: 503,
 }

@@ -47,6 +47,9 @@ def _problem_schema() -> Schema:
             "detail": text,
             "code": Schema(type=OpenAPIType.STRING, description="Machine-readable problem code."),
             "field": Schema(type=OpenAPIType.STRING, description="The offending input, if one."),
+            "limit": Schema(
+                type=OpenAPIType.INTEGER, description="The limit reached (code stream-limit)."
+            ),
         },
         description="An error (RFC 9457 problem details).",
     )

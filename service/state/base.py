@@ -6,6 +6,7 @@ record is where its compare-and-set token sits (bytes 4..20).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
@@ -61,6 +62,50 @@ class StateStore(Protocol):
         """Remove ``key``; True if it existed."""
         ...
 
+    async def time_left(self, keys: Sequence[str]) -> list[float | None]:
+        """Seconds until each key expires, in one round trip, in the order given.
+
+        None for a key that does not exist (never stored, deleted, expired); ``math.inf`` for
+        one that never expires.
+        """
+        ...
+
+    # A quota is a set of members, each with a score: a deadline in the store's own clock
+    # (whole milliseconds), so replicas with skewed clocks agree on it. Scores are opaque to
+    # callers: they are read to be handed back to ``quota_settle``, never compared to a
+    # clock of the caller's.
+
+    async def quota_admit(self, quota: str, member: str, ttl_seconds: float, limit: int) -> bool:
+        """Count ``member`` in ``quota`` if it is already counted or fewer than ``limit`` are.
+
+        Atomic: of callers racing for the last free place exactly one gets it. An admitted
+        member's score becomes the store's now + ``ttl_seconds`` (rounded down), or its old
+        score + 1 ms if that is later: every admission changes the score, which is how
+        ``quota_settle`` tells a member admitted again since it was read. Returns False,
+        changing nothing, when ``limit`` others are counted.
+        """
+        ...
+
+    async def quota_lapsed(self, quota: str, count: int) -> list[tuple[str, float]]:
+        """Up to ``count`` members whose score is not in the future, lowest first, with it."""
+        ...
+
+    async def quota_score(self, quota: str, member: str) -> float | None:
+        """``member``'s score, or None if it is not counted."""
+        ...
+
+    async def quota_settle(
+        self, quota: str, items: Sequence[tuple[str, float, float | None]]
+    ) -> int:
+        """Apply ``(member, seen_score, seconds_left)`` to members still scored ``seen_score``.
+
+        Such a member is removed when ``seconds_left`` is None, else scored the store's now
+        + ``seconds_left`` (rounded down). A member whose score differs was admitted again
+        (or settled by someone else) since it was read and is left alone, so a stream
+        created again meanwhile is never uncounted. Atomic; returns how many were removed.
+        """
+        ...
+
     async def ping(self) -> None:
         """Return if the backend answers, raise ``StoreUnavailable`` otherwise."""
         ...
@@ -70,5 +115,30 @@ class StateStore(Protocol):
         ...
 
 
-# Re-exported for backends.
-__all__ = ["StateStore"]
+def quota_ttl_ms(ttl_seconds: float, limit: int) -> int:
+    """A quota score's lifetime in whole milliseconds, rounded down so it never outlives
+    the stream it counts; refuses what can only be a caller's bug, the same on every backend.
+    """
+    if not ttl_seconds > 0:
+        raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds}")
+    if limit < 1:
+        raise ValueError(f"a quota limit is at least 1, got {limit}")
+    return math.floor(ttl_seconds * 1000)
+
+
+def check_count(count: int) -> None:
+    """Refuse a page size of ``quota_lapsed`` that could only be a caller's bug."""
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+
+
+def settle_left_ms(seconds_left: float | None) -> int | None:
+    """``quota_settle``'s time left in whole milliseconds (rounded down), None kept."""
+    if seconds_left is None:
+        return None
+    if not 0 <= seconds_left < math.inf:
+        raise ValueError(f"seconds_left must be finite and not negative, got {seconds_left}")
+    return math.floor(seconds_left * 1000)
+
+
+__all__ = ["StateStore", "check_count", "quota_ttl_ms", "settle_left_ms"]

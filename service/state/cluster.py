@@ -34,6 +34,7 @@ from service.state.redis import (
     RedisCommands,
     bounded,
     client_options,
+    seconds_left,
     token_arg,
     ttl_milliseconds,
 )
@@ -93,20 +94,28 @@ return results
 """
 )
 
-#: MGET for the keys one node serves, given in ARGV.
-NODE_GET_SCRIPT = NodeScript(
-    """#!lua flags=allow-cross-slot-keys,no-writes
-local values = {}
+
+def node_reads(command: str) -> NodeScript:
+    """A read-only single-key ``command`` for each of the keys one node serves, in ARGV."""
+    return NodeScript(
+        f"""#!lua flags=allow-cross-slot-keys,no-writes
+local replies = {{}}
 for i = 1, #ARGV do
-  local reply = redis.pcall('GET', ARGV[i])
+  local reply = redis.pcall('{command}', ARGV[i])
   if type(reply) == 'table' and reply.err then
     return redis.error_reply('NOTLOCAL ' .. reply.err)
   end
-  values[i] = reply
+  replies[i] = reply
 end
-return values
+return replies
 """
-)
+    )
+
+
+#: MGET for the keys one node serves.
+NODE_GET_SCRIPT = node_reads("GET")
+#: PTTL for the keys one node serves (-2: no such key, -1: no expiry).
+NODE_PTTL_SCRIPT = node_reads("PTTL")
 
 #: Errors after which the slot map may have changed; a batch is sent again once.
 _REROUTE_ERRORS: tuple[type[BaseException], ...] = (
@@ -151,18 +160,7 @@ class RedisClusterStore(RedisCommands[RedisCluster]):
         return cls(client, timeout_seconds=timeout_seconds, close_client=True)
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        if not keys:
-            return []
-
-        def argv(indexes: list[int]) -> list[str | bytes | int]:
-            return [keys[i] for i in indexes]
-
-        def one(index: int) -> Awaitable[Any]:
-            return self._client.get(keys[index])
-
-        values = await bounded(
-            self._per_node(NODE_GET_SCRIPT, keys, argv, one), self._timeout, "MGET"
-        )
+        values = await self._read_each(NODE_GET_SCRIPT, keys, self._client.get, "MGET")
         return cast(list[bytes | None], values)
 
     async def compare_and_set_many(
@@ -190,9 +188,34 @@ class RedisClusterStore(RedisCommands[RedisCluster]):
         )
         return [bool(result) for result in results]
 
+    async def time_left(self, keys: Sequence[str]) -> list[float | None]:
+        pttls = await self._read_each(NODE_PTTL_SCRIPT, keys, self._client.pttl, "PTTL")
+        return [seconds_left(int(pttl)) for pttl in pttls]
+
     async def ping(self) -> None:
         """Every primary must answer: a missing one means some streams cannot be served."""
         await bounded(self._client.ping(target_nodes=RedisCluster.PRIMARIES), self._timeout, "PING")
+
+    async def _read_each(
+        self,
+        script: NodeScript,
+        keys: Sequence[str],
+        command: Callable[[str], Awaitable[Any]],
+        what: str,
+    ) -> list[Any]:
+        """One reply per key from a read-only ``script`` whose ARGV is the keys of one node;
+        ``command`` reads one key through redis-py's routing where a node refused the batch.
+        """
+        if not keys:
+            return []
+
+        def argv(indexes: list[int]) -> list[str | bytes | int]:
+            return [keys[i] for i in indexes]
+
+        def one(index: int) -> Awaitable[Any]:
+            return command(keys[index])
+
+        return await bounded(self._per_node(script, keys, argv, one), self._timeout, what)
 
     async def _per_node(
         self,

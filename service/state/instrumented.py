@@ -55,6 +55,25 @@ class InstrumentedStore:
     async def delete(self, key: str) -> bool:
         return await self._timed("delete", self.inner.delete(key))
 
+    async def time_left(self, keys: Sequence[str]) -> list[float | None]:
+        return await self._timed("time_left", self.inner.time_left(keys))
+
+    async def quota_admit(self, quota: str, member: str, ttl_seconds: float, limit: int) -> bool:
+        return await self._timed(
+            "quota_admit", self.inner.quota_admit(quota, member, ttl_seconds, limit)
+        )
+
+    async def quota_lapsed(self, quota: str, count: int) -> list[tuple[str, float]]:
+        return await self._timed("quota_lapsed", self.inner.quota_lapsed(quota, count))
+
+    async def quota_score(self, quota: str, member: str) -> float | None:
+        return await self._timed("quota_score", self.inner.quota_score(quota, member))
+
+    async def quota_settle(
+        self, quota: str, items: Sequence[tuple[str, float, float | None]]
+    ) -> int:
+        return await self._timed("quota_settle", self.inner.quota_settle(quota, items))
+
     async def ping(self) -> None:
         await self._timed("ping", self.inner.ping())
 

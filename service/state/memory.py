@@ -7,10 +7,12 @@ script on Redis.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
+from service.state.base import check_count, quota_ttl_ms, settle_left_ms
 from service.state.record import TOKEN_SIZE, token_of
 
 #: Run a sweep after this many operations ...
@@ -33,6 +35,8 @@ class MemoryStore:
         # timeout for all streams the entries that expire first sit at the front.
         self._entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
         self._ops_since_sweep = 0
+        # quota -> member -> score (monotonic milliseconds). Bounded by the callers' limits.
+        self._quotas: dict[str, dict[str, int]] = {}
 
     def __len__(self) -> int:
         """How many entries are held, expired ones not yet dropped included (for tests)."""
@@ -73,6 +77,57 @@ class MemoryStore:
         existed = self._live(key, time.monotonic()) is not None
         self._entries.pop(key, None)
         return existed
+
+    async def time_left(self, keys: Sequence[str]) -> list[float | None]:
+        self._tick()
+        now = time.monotonic()
+        left: list[float | None] = []
+        for key in keys:
+            alive = self._live(key, now) is not None
+            left.append(self._entries[key][1] - now if alive else None)
+        return left
+
+    async def quota_admit(self, quota: str, member: str, ttl_seconds: float, limit: int) -> bool:
+        ttl_ms = quota_ttl_ms(ttl_seconds, limit)
+        members = self._quotas.get(quota, {})
+        current = members.get(member)
+        if current is None and len(members) >= limit:
+            return False
+        score = _now_ms() + ttl_ms
+        if current is not None:
+            score = max(score, current + 1)
+        self._quotas.setdefault(quota, members)[member] = score
+        return True
+
+    async def quota_lapsed(self, quota: str, count: int) -> list[tuple[str, float]]:
+        check_count(count)
+        now = _now_ms()
+        members = self._quotas.get(quota, {})
+        lapsed = sorted((score, member) for member, score in members.items() if score <= now)
+        return [(member, float(score)) for score, member in lapsed[:count]]
+
+    async def quota_score(self, quota: str, member: str) -> float | None:
+        score = self._quotas.get(quota, {}).get(member)
+        return None if score is None else float(score)
+
+    async def quota_settle(
+        self, quota: str, items: Sequence[tuple[str, float, float | None]]
+    ) -> int:
+        lefts = [settle_left_ms(left) for _, _, left in items]
+        members = self._quotas.get(quota, {})
+        now = _now_ms()
+        removed = 0
+        for (member, seen, _), left in zip(items, lefts, strict=True):
+            if members.get(member) != seen:
+                continue
+            if left is None:
+                del members[member]
+                removed += 1
+            else:
+                members[member] = now + left
+        if not members:
+            self._quotas.pop(quota, None)
+        return removed
 
     async def ping(self) -> None:
         """Always answers: the store is this process."""
@@ -134,3 +189,8 @@ def _check_args(token: bytes | None, ttl_seconds: float) -> None:
         raise ValueError(f"a compare-and-set token is {TOKEN_SIZE} bytes, got {len(token)}")
     if not ttl_seconds > 0:
         raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds}")
+
+
+def _now_ms() -> int:
+    """The clock of quota scores: this process's monotonic clock, in whole milliseconds."""
+    return math.floor(time.monotonic() * 1000)

@@ -227,3 +227,12 @@ def stream_key(prefix: str, tenant: str, stream_id: str) -> str:
     in batched commands without forcing every stream onto one slot.
     """
     return f"{prefix}:s:{{{tenant}:{stream_id}}}"
+
+
+def quota_key(prefix: str, tenant: str) -> str:
+    """The set of a tenant's counted streams (see ``service.quota``).
+
+    Its hash tag is the tenant alone, so on a Redis Cluster the set sits in its own slot,
+    apart from the streams it counts, and every quota call on it is a single-key command.
+    """
+    return f"{prefix}:q:{{{tenant}}}"

@@ -22,6 +22,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from service.errors import StoreUnavailable
+from service.state.base import check_count, quota_ttl_ms, settle_left_ms
 from service.state.record import TOKEN_SIZE
 
 if TYPE_CHECKING:
@@ -60,6 +61,70 @@ for i, key in ipairs(KEYS) do
   end
 end
 return results
+"""
+
+#: The store's clock for quota scores, in whole milliseconds (the Redis server's TIME, so
+#: replicas with skewed clocks agree on every deadline). Effects replication (Redis >= 5)
+#: lets a script write after reading the time.
+_NOW_MS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+#: ``StateStore.quota_admit`` on KEYS[1]. ARGV: member, lifetime in ms, limit.
+QUOTA_ADMIT_SCRIPT = (
+    _NOW_MS
+    + """
+local score = now + tonumber(ARGV[2])
+local current = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if current then
+  current = tonumber(current)
+  if score <= current then score = current + 1 end
+elseif redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], score, ARGV[1])
+return 1
+"""
+)
+
+#: ``StateStore.quota_lapsed`` on KEYS[1]: members and scores, flat. ARGV: count.
+QUOTA_LAPSED_SCRIPT = (
+    _NOW_MS
+    + """
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, ARGV[1])
+"""
+)
+
+#: ``StateStore.quota_settle`` on KEYS[1]. ARGV: per item its member, the score it was seen
+#: with and the milliseconds it has left ('' to remove it). Returns how many were removed.
+QUOTA_SETTLE_SCRIPT = (
+    _NOW_MS
+    + """
+local removed = 0
+for i = 1, #ARGV, 3 do
+  local member = ARGV[i]
+  local current = redis.call('ZSCORE', KEYS[1], member)
+  if current and tonumber(current) == tonumber(ARGV[i + 1]) then
+    if ARGV[i + 2] == '' then
+      redis.call('ZREM', KEYS[1], member)
+      removed = removed + 1
+    else
+      redis.call('ZADD', KEYS[1], now + tonumber(ARGV[i + 2]), member)
+    end
+  end
+end
+return removed
+"""
+)
+
+#: PTTL of every key in KEYS, in order (-2: no such key, -1: no expiry).
+PTTL_SCRIPT = """
+local left = {}
+for i, key in ipairs(KEYS) do
+  left[i] = redis.call('PTTL', key)
+end
+return left
 """
 
 #: Error replies that mean "Redis cannot serve this now" rather than "this call is wrong";
@@ -139,6 +204,15 @@ def token_arg(token: bytes | None) -> bytes:
     return bytes(token)
 
 
+def seconds_left(pttl: int) -> float | None:
+    """``StateStore.time_left``'s answer for one PTTL reply."""
+    if pttl == -2:
+        return None
+    if pttl < 0:
+        return math.inf
+    return pttl / 1000
+
+
 def cas_arguments(
     items: Sequence[tuple[str, bytes | None, bytes]], ttl_seconds: float
 ) -> tuple[list[str], list[bytes | int]]:
@@ -178,6 +252,10 @@ class RedisCommands(Generic[ClientT]):
         # EVALSHA (routed by the key's slot on a cluster), loading the script again by itself
         # if Redis lost its script cache.
         self._cas = client.register_script(CAS_SCRIPT)
+        # A quota is one key: these run on the node serving it, like any single-key call.
+        self._quota_admit = client.register_script(QUOTA_ADMIT_SCRIPT)
+        self._quota_lapsed = client.register_script(QUOTA_LAPSED_SCRIPT)
+        self._quota_settle = client.register_script(QUOTA_SETTLE_SCRIPT)
 
     async def get(self, key: str) -> bytes | None:
         value = await bounded(self._client.get(key), self._timeout, "GET")
@@ -198,6 +276,41 @@ class RedisCommands(Generic[ClientT]):
         removed = await bounded(self._client.delete(key), self._timeout, "DEL")
         return bool(removed)
 
+    async def quota_admit(self, quota: str, member: str, ttl_seconds: float, limit: int) -> bool:
+        args: list[str | int] = [member, quota_ttl_ms(ttl_seconds, limit), limit]
+        admitted = await bounded(
+            self._quota_admit(keys=[quota], args=args), self._timeout, "quota admit"
+        )
+        return bool(admitted)
+
+    async def quota_lapsed(self, quota: str, count: int) -> list[tuple[str, float]]:
+        check_count(count)
+        flat = await bounded(
+            self._quota_lapsed(keys=[quota], args=[count]), self._timeout, "quota lapsed"
+        )
+        return [
+            (member.decode("utf-8"), float(score))
+            for member, score in zip(flat[::2], flat[1::2], strict=True)
+        ]
+
+    async def quota_score(self, quota: str, member: str) -> float | None:
+        score = await bounded(self._client.zscore(quota, member), self._timeout, "ZSCORE")
+        return None if score is None else float(score)
+
+    async def quota_settle(
+        self, quota: str, items: Sequence[tuple[str, float, float | None]]
+    ) -> int:
+        args: list[str | float | int] = []
+        for member, seen, left in items:
+            left_ms = settle_left_ms(left)
+            args += [member, seen, "" if left_ms is None else left_ms]
+        if not args:
+            return 0
+        removed = await bounded(
+            self._quota_settle(keys=[quota], args=args), self._timeout, "quota settle"
+        )
+        return int(removed)
+
     async def close(self) -> None:
         if self._close_client:
             await self._client.aclose()
@@ -208,6 +321,12 @@ class RedisStore(RedisCommands[Redis]):
 
     Takes ``RedisCommands``' arguments; ``from_url`` builds a client with bounded timeouts.
     """
+
+    def __init__(
+        self, client: Redis, *, timeout_seconds: float = 2.0, close_client: bool = False
+    ) -> None:
+        super().__init__(client, timeout_seconds=timeout_seconds, close_client=close_client)
+        self._pttl = client.register_script(PTTL_SCRIPT)
 
     @classmethod
     def from_url(cls, url: str, *, timeout_seconds: float = 2.0) -> RedisStore:
@@ -229,6 +348,12 @@ class RedisStore(RedisCommands[Redis]):
         keys, args = cas_arguments(items, ttl_seconds)
         results = await bounded(self._cas(keys=keys, args=args), self._timeout, "compare-and-set")
         return [bool(result) for result in results]
+
+    async def time_left(self, keys: Sequence[str]) -> list[float | None]:
+        if not keys:
+            return []
+        pttls = await bounded(self._pttl(keys=list(keys)), self._timeout, "PTTL")
+        return [seconds_left(int(pttl)) for pttl in pttls]
 
     async def ping(self) -> None:
         await bounded(self._client.ping(), self._timeout, "PING")

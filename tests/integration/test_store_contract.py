@@ -20,7 +20,13 @@ from redis.crc import key_slot
 from service.errors import StoreUnavailable
 from service.state import open_store
 from service.state.base import StateStore
-from service.state.record import StreamRecord, new_incarnation, stream_key, token_of
+from service.state.record import (
+    StreamRecord,
+    new_incarnation,
+    quota_key,
+    stream_key,
+    token_of,
+)
 from service.state.redis import RedisStore
 from tests.support import RedisClusterServer, RedisServer, redis_available
 
@@ -315,6 +321,9 @@ def aof_server() -> Iterator[RedisServer]:
         yield server
 
 
+QUOTA = quota_key("test", "acme")
+
+
 def operations(store: StateStore, value: bytes) -> dict[str, Callable[[], Awaitable[object]]]:
     k = key("s")
     return {
@@ -324,6 +333,11 @@ def operations(store: StateStore, value: bytes) -> dict[str, Callable[[], Awaita
         "compare_and_set_many": lambda: store.compare_and_set_many([(k, None, value)], TTL),
         "put": lambda: store.put(k, value, TTL),
         "delete": lambda: store.delete(key("other")),
+        "time_left": lambda: store.time_left([k, key("t")]),
+        "quota_admit": lambda: store.quota_admit(QUOTA, "s", TTL, 10),
+        "quota_lapsed": lambda: store.quota_lapsed(QUOTA, 10),
+        "quota_score": lambda: store.quota_score(QUOTA, "s"),
+        "quota_settle": lambda: store.quota_settle(QUOTA, [("s", 1.0, None), ("t", 2.0, TTL)]),
         "ping": lambda: store.ping(),
     }
 
