@@ -417,7 +417,8 @@ class Bench:
             time.sleep(0.2)
             used_after = int(client.info("memory")["used_memory"])
             keys_after = int(client.dbsize())
-            sample = client.randomkey()
+            # A stream's key (the service's default prefix), not the tenant's stream-count quota.
+            sample = next(client.scan_iter(match="fcst:s:*", count=1000), None)
             record_bytes = int(client.strlen(sample)) if sample is not None else None
             key_usage = client.memory_usage(sample) if sample is not None else None
         finally:

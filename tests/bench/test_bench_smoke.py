@@ -53,7 +53,8 @@ def test_quick_benchmark_writes_consistent_results(tmp_path: Path) -> None:
     assert ingest["counters_delta"]["skipped"] == 0
 
     memory = results["memory"]
-    assert memory["redis_keys_added"] == memory["settings"]["streams"]
+    # One key per stream, and the tenant's stream-count quota (FORECAST_MAX_STREAMS_PER_TENANT).
+    assert memory["redis_keys_added"] == memory["settings"]["streams"] + 1
     assert memory["observe_once"]["applied_streams"] == memory["settings"]["streams"]
     assert memory["redis_bytes_per_stream"] > 0
     assert memory["service_rss_kib_after"] > 0
