@@ -172,6 +172,20 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest WebSocket message; a bigger one closes the socket (code 1009).",
     )
+    ws_max_messages_per_second: float = Field(
+        default=1000.0,
+        ge=0,
+        description=(
+            "Sustained WebSocket message rate allowed per connection (a token bucket holding "
+            "ws_message_burst messages); a message over it is answered 429 and not applied, "
+            "and a sender that keeps going is closed with code 1008. 0 turns the limit off."
+        ),
+    )
+    ws_message_burst: int = Field(
+        default=1000,
+        ge=1,
+        description="Messages a WebSocket connection may send at once above the sustained rate.",
+    )
     inference_threads: int = Field(
         default=0, ge=0, description="onnxruntime intra-op threads per session; 0 lets it choose."
     )

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncGenerator
+import math
+import time
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import msgspec
@@ -33,22 +35,61 @@ from service.settings import Settings
 
 #: WebSocket close code for a message over the size limit (RFC 6455).
 CLOSE_TOO_BIG = 1009
+#: WebSocket close code for a sender that ignores the message rate limit (RFC 6455).
+CLOSE_POLICY = 1008
 KEEPALIVE_SECONDS = 15.0
 
+_PROBLEMS = {
+    400: ("malformed-body", "Malformed message"),
+    422: ("invalid-input", "Invalid input"),
+    429: ("rate-limited", "Too many messages"),
+}
 
-def _invalid(message: str, detail: str, status: int = 422) -> dict[str, Any]:
-    code = "invalid-input" if status == 422 else "malformed-body"
+
+def _invalid(message: str, detail: str, status: int = 422, **extra: Any) -> dict[str, Any]:
+    code, title = _PROBLEMS[status]
     return {
         "status": status,
         "error": {
             "type": f"urn:stateful-forecast:problem:{code}",
-            "title": "Invalid input" if status == 422 else "Malformed message",
+            "title": title,
             "status": status,
             "detail": detail,
             "code": code,
+            **extra,
         },
         "message": message[:200],
     }
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``capacity`` saved up; a message spends one.
+
+    ``clock`` is injectable so the arithmetic can be tested without sleeping.
+    """
+
+    def __init__(
+        self, rate: float, capacity: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if not rate > 0 or capacity < 1:
+            raise ValueError(
+                f"a token bucket needs rate > 0 and capacity >= 1, got {rate}, {capacity}"
+            )
+        self.rate = rate
+        self.capacity = float(capacity)
+        self._clock = clock
+        self._tokens = float(capacity)
+        self._last = clock()
+
+    def take(self) -> float:
+        """Spend a token: 0.0 if there was one, else the seconds until there will be."""
+        now = self._clock()
+        self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0.0
+        return (1.0 - self._tokens) / self.rate
 
 
 @websocket("/v1/ws", opt={"role": "write"})
@@ -60,6 +101,11 @@ async def observations_socket(socket: WebSocket[Any, Any, Any]) -> None:
     Backpressure: at most ``ws_max_in_flight`` messages are processed at once per
     connection; beyond that the server stops reading, so a fast sender is slowed by TCP
     rather than growing the server's memory.
+
+    Rate: a connection may send ``ws_max_messages_per_second`` messages a second on average,
+    ``ws_message_burst`` at once. A message over that is answered with a 429 problem (its
+    ``retry_after`` in seconds) and not applied; a sender that is refused more than a burst's
+    worth of messages in a row is not slowing down, and the socket is closed with 1008.
     """
     state: State = socket.app.state
     forecaster: Forecaster = state.forecaster
@@ -69,6 +115,12 @@ async def observations_socket(socket: WebSocket[Any, Any, Any]) -> None:
     permits = asyncio.Semaphore(settings.ws_max_in_flight)
     send_lock = asyncio.Lock()
     tasks: set[asyncio.Task[None]] = set()
+    bucket = (
+        TokenBucket(settings.ws_max_messages_per_second, settings.ws_message_burst)
+        if settings.ws_max_messages_per_second > 0
+        else None
+    )
+    refused = 0
 
     async def send(payload: dict[str, Any] | str) -> None:
         text = payload if isinstance(payload, str) else json.dumps(payload)
@@ -97,12 +149,42 @@ async def observations_socket(socket: WebSocket[Any, Any, Any]) -> None:
                     reason=f"message over {settings.ws_max_message_bytes} bytes",
                 )
                 break
+            wait = bucket.take() if bucket is not None else 0.0
+            if wait:
+                permits.release()
+                refused += 1
+                if refused > settings.ws_message_burst:
+                    await socket.close(
+                        code=CLOSE_POLICY,
+                        reason=f"message rate over {settings.ws_max_messages_per_second:g}/s",
+                    )
+                    break
+                await send(_rate_limited(text, settings.ws_max_messages_per_second, wait))
+                continue
+            refused = 0
             task = asyncio.create_task(handle(text))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
     finally:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _rate_limited(text: str, rate: float, wait: float) -> dict[str, Any]:
+    answer = _invalid(
+        text,
+        f"over the limit of {rate:g} messages a second on this connection; this one was "
+        "not applied, send it again later",
+        status=429,
+        retry_after=math.ceil(wait),
+    )
+    try:  # echo the client's correlation id, as every other answer does
+        raw = json.loads(text)
+    except ValueError:
+        return answer
+    if isinstance(raw, dict) and isinstance(raw.get("id"), str | int):
+        answer["id"] = raw["id"]
+    return answer
 
 
 async def _answer(forecaster: Forecaster, tenant: str, text: str, limit: int) -> str:
