@@ -122,7 +122,7 @@ def _percentile(ordered: Sequence[float], pct: float) -> float:
 class ChunkBodies:
     """Pre-encoded observation bodies for one chunk of streams; only the timestamp changes."""
 
-    def __init__(self, prefix: str, ids: range, tag: int) -> None:
+    def __init__(self, prefix: str, ids: range, tag: int, detail: str = "full") -> None:
         self.size = len(ids)
         self.round = 0
         # '{"stream_id":"p12","observations":[{"timestamp":' + ts + ',"value":' + v + '}]}'
@@ -131,12 +131,14 @@ class ChunkBodies:
         ]
         self._values = [f',"value":{30000 + (i % 997)}.5}}]}}'.encode() for i in ids]
         self.tag = tag
+        # The answer asked for: "summary" (seq, applied, medians) is what an ingest client uses.
+        self._tail = b"]}" if detail == "full" else f'],"detail":"{detail}"}}'.encode()
 
     def body(self, base: int) -> bytes:
         ts = str(base + self.round * PERIOD_SECONDS).encode()
         self.round += 1
         items = b",".join(h + ts + v for h, v in zip(self._heads, self._values, strict=True))
-        return b'{"streams":[' + items + b"]}"
+        return b'{"streams":[' + items + self._tail
 
     def message(self, base: int) -> bytes:
         """A WebSocket message: the bulk body with the chunk's tag as the first item's id."""
@@ -145,12 +147,12 @@ class ChunkBodies:
         first = b'{"id":' + str(self.tag).encode() + b"," + self._heads[0][1:]
         heads = [first, *self._heads[1:]]
         items = b",".join(h + ts + v for h, v in zip(heads, self._values, strict=True))
-        return b'{"streams":[' + items + b"]}"
+        return b'{"streams":[' + items + self._tail
 
 
-def _chunks(prefix: str, streams: int, per_request: int) -> list[ChunkBodies]:
+def _chunks(prefix: str, streams: int, per_request: int, detail: str) -> list[ChunkBodies]:
     return [
-        ChunkBodies(prefix, range(start, min(start + per_request, streams)), tag)
+        ChunkBodies(prefix, range(start, min(start + per_request, streams)), tag, detail)
         for tag, start in enumerate(range(0, streams, per_request))
     ]
 
@@ -200,7 +202,7 @@ async def run_create(args: argparse.Namespace) -> dict[str, Any]:
 
 async def run_bulk(args: argparse.Namespace) -> dict[str, Any]:
     host, port = _host_port(args.url)
-    chunks = _chunks(args.prefix, args.streams, args.per_request)
+    chunks = _chunks(args.prefix, args.streams, args.per_request, args.detail)
     tally = Tally()
     deadline = time.monotonic() + args.seconds
     budget = args.max_requests
@@ -238,6 +240,7 @@ async def run_bulk(args: argparse.Namespace) -> dict[str, Any]:
     return tally.summary(
         elapsed,
         mode="bulk",
+        detail=args.detail,
         streams=args.streams,
         streams_per_request=args.per_request,
         concurrency=args.concurrency,
@@ -247,7 +250,7 @@ async def run_bulk(args: argparse.Namespace) -> dict[str, Any]:
 async def run_ws(args: argparse.Namespace) -> dict[str, Any]:
     import websockets
 
-    chunks = _chunks(args.prefix, args.streams, args.per_request)
+    chunks = _chunks(args.prefix, args.streams, args.per_request, args.detail)
     tally = Tally()
     deadline = time.monotonic() + args.seconds
     budget = args.max_requests
@@ -305,6 +308,7 @@ async def run_ws(args: argparse.Namespace) -> dict[str, Any]:
     return tally.summary(
         elapsed,
         mode="ws",
+        detail=args.detail,
         streams=args.streams,
         streams_per_message=args.per_request,
         connections=args.concurrency,
@@ -335,6 +339,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-requests", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=0, help="stop after N rounds (0: time)")
     parser.add_argument("--base-ts", type=int, default=BASE_TIMESTAMP)
+    parser.add_argument(
+        "--detail",
+        choices=["full", "summary"],
+        default="full",
+        help="bulk/ws: the answer asked for per stream (the request's detail field)",
+    )
     return parser
 
 

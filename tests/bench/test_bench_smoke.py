@@ -47,7 +47,7 @@ def test_quick_benchmark_writes_consistent_results(tmp_path: Path) -> None:
 
     ingest = results["ingest"]
     assert ingest["raw_onnxruntime"]["rows_per_s"] > 0
-    for path in ("bulk", "websocket"):
+    for path in ("bulk", "websocket", "bulk_full"):
         assert ingest[path]["stream_updates"] > 0
         assert ingest[path]["all_streams_ok"], ingest[path]
     assert ingest["counters_delta"]["skipped"] == 0
