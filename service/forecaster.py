@@ -12,6 +12,7 @@ import dataclasses
 import math
 import re
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, NoReturn
@@ -37,11 +38,18 @@ from service.registry import ModelRegistry
 from service.runtime import ModelRuntime
 from service.state.base import StateStore
 from service.state.record import (
+    FLAG_FORECAST,
     NO_TIMESTAMP,
+    Layout,
     RecordError,
     StreamRecord,
+    decode_block,
+    encode_block,
+    layout_key,
     new_incarnation,
+    new_nonces,
     stream_key,
+    token_of,
 )
 
 FloatArray = npt.NDArray[np.float32]
@@ -493,6 +501,220 @@ class Forecaster:
         except StoreUnavailable as exc:
             _fail_all(batch, exc)
             return
+        found = dict(zip(keys, raws, strict=True))
+        rest = await self._observe_columns(batch, found)
+        if rest:
+            await self._observe_rows(rest, found)
+
+    async def _observe_columns(
+        self,
+        batch: list[Pending[_ObserveItem, ObserveResult]],
+        found: dict[str, bytes | None],
+    ) -> list[Pending[_ObserveItem, ObserveResult]]:
+        """The common case as columns: one reading for a stream that is once in the batch.
+
+        Such items are grouped by record layout (same model, sizes and history length); each
+        group is decoded, stepped, re-encoded and written as arrays, one row per stream, and
+        all groups share one ``compare_and_set_many``. Everything else (several items or
+        readings of one stream, a gap to fill or refuse, a record of other weights, a missing
+        or unreadable record, a wrong feature count) is returned for the general path, which
+        reaches the same results one stream at a time.
+        """
+        counts = Counter(p.item.key for p in batch)
+        rest: list[Pending[_ObserveItem, ObserveResult]] = []
+        groups: dict[tuple[int, bytes], list[Pending[_ObserveItem, ObserveResult]]] = {}
+        for pending in batch:
+            item = pending.item
+            raw = found[item.key]
+            if raw is None or counts[item.key] > 1 or len(item.obs) != 1:
+                rest.append(pending)
+                continue
+            groups.setdefault(layout_key(raw), []).append(pending)
+        stepped = _Stepped()
+        for members in groups.values():
+            rest.extend(await self._step_group(members, found, stepped))
+        await self._commit(stepped)
+        return rest
+
+    async def _step_group(
+        self,
+        members: list[Pending[_ObserveItem, ObserveResult]],
+        found: dict[str, bytes | None],
+        out: _Stepped,
+    ) -> list[Pending[_ObserveItem, ObserveResult]]:
+        """Apply one reading to each stream of one record layout; returns what it left."""
+        raws = [found[p.item.key] or b"" for p in members]
+        try:
+            first, block = decode_block(raws)
+            runtime = self._runtime_for(first, members[0].item.stream_id)
+        except (RecordError, ForecastError):
+            return members  # the general path reports it, stream by stream
+        layout = Layout.of(first)
+        if layout.rows and layout.width != runtime.n_features:
+            return members
+        ts = np.fromiter(
+            (p.item.obs.timestamps[0] for p in members), dtype=np.float64, count=len(members)
+        )
+        widths = np.fromiter(
+            (p.item.obs.values.shape[1] for p in members), dtype=np.int64, count=len(members)
+        )
+        last = block["last_ts"]
+        fresh = ts > last
+        usable = widths == runtime.n_features
+        if self._gap_policy != "accept":  # a gap is a step of more than 1.5 periods
+            period = runtime.manifest.frequency
+            with np.errstate(invalid="ignore"):
+                usable &= ~(fresh & np.isfinite(last) & ((ts - last) / period > 1.5))
+        left: list[Pending[_ObserveItem, ObserveResult]] = []
+        if not usable.all():
+            left = [p for p, ok in zip(members, usable.tolist(), strict=True) if not ok]
+            members = [p for p, ok in zip(members, usable.tolist(), strict=True) if ok]
+            raws = [r for r, ok in zip(raws, usable.tolist(), strict=True) if ok]
+            block, ts, fresh = block[usable], ts[usable], fresh[usable]
+        if not members:
+            return left
+        forecast_of = _forecast_maker(runtime)
+        model, version = first.model, runtime.version
+        has_forecast = layout.horizon > 0
+        for j in np.flatnonzero(~fresh).tolist():  # duplicates: answered from the record
+            pending, old = members[j], block[j]
+            seen = float(old["last_ts"])
+            origin = None if math.isinf(seen) else seen
+            view = StreamView(
+                pending.item.stream_id,
+                model,
+                version,
+                int(old["seq"]),
+                origin,
+                forecast_of(origin, old["forecast"]) if has_forecast else None,
+            )
+            out.done.append((pending, ObserveResult(view, 0, (float(ts[j]),)), model))
+        rows = np.flatnonzero(fresh)
+        if not rows.size:
+            return left
+        values = np.concatenate([members[j].item.obs.values for j in rows.tolist()])
+        state = np.ascontiguousarray(block["state"][rows], dtype=np.float32)
+        forecast, state_out = await self._run(runtime, values[:, None, :], state)
+        new = self._next_records(layout, block[rows], ts[rows], values, forecast, state_out)
+        encoded = encode_block(new)
+        seqs, times = new["seq"].tolist(), ts[rows].tolist()
+        for k, j in enumerate(rows.tolist()):
+            pending = members[j]
+            view = StreamView(
+                pending.item.stream_id,
+                model,
+                version,
+                seqs[k],
+                times[k],
+                forecast_of(times[k], forecast[k]),
+            )
+            out.done.append((pending, ObserveResult(view, 1, ()), model))
+            out.writes.append((pending.item.key, token_of(raws[j]), encoded[k]))
+        return left
+
+    def _next_records(
+        self,
+        layout: Layout,
+        old: npt.NDArray[np.void],
+        ts: TimeArray,
+        values: FloatArray,
+        forecast: FloatArray,
+        state: FloatArray,
+    ) -> npt.NDArray[np.void]:
+        """The records after one more reading each, as ``_Work.updated`` would build them."""
+        keep = self._history
+        rows = min(layout.rows + 1, keep) if keep > 0 else layout.rows
+        _, horizon, n_quantiles = forecast.shape
+        after = Layout(
+            name_len=layout.name_len,
+            state_size=int(state.shape[1]),
+            horizon=int(horizon),
+            quantiles=int(n_quantiles),
+            rows=rows,
+            width=int(values.shape[1]) if rows else 0,
+        )
+        new = np.empty(len(old), dtype=after.dtype)
+        for name in ("magic", "format", "incarnation", "fingerprint", "version", "name"):
+            new[name] = old[name]
+        new["flags"] = FLAG_FORECAST
+        new["seq"] = old["seq"] + 1
+        new["last_ts"] = ts
+        new["name_len"] = after.name_len
+        new["horizon"] = after.horizon
+        new["quantiles"] = after.quantiles
+        new["state_size"] = after.state_size
+        new["nonce"] = new_nonces(len(old))
+        new["rows"] = after.rows
+        new["width"] = after.width
+        new["state"] = state
+        new["forecast"] = forecast
+        if keep <= 0:  # the history is kept as it was (``_Work.remember`` adds nothing)
+            if rows:
+                new["history_ts"] = old["history_ts"]
+                new["history_values"] = old["history_values"]
+        elif layout.rows:
+            new["history_ts"] = np.concatenate((old["history_ts"], ts[:, None]), axis=1)[:, -rows:]
+            new["history_values"] = np.concatenate(
+                (old["history_values"], values[:, None, :]), axis=1
+            )[:, -rows:]
+        else:
+            new["history_ts"] = ts[:, None]
+            new["history_values"] = values[:, None, :]
+        return new
+
+    async def _commit(self, stepped: _Stepped) -> None:
+        """Write what ``_step_group`` made in one round trip, then answer its items.
+
+        As on the general path: a stream whose write lost a race is retried from the head
+        of the queue (up to ``cas_retries``), and an outage fails every item of the lane.
+        """
+        lost: set[str] = set()
+        if stepped.writes:
+            try:
+                written = await self.store.compare_and_set_many(stepped.writes, self._ttl)
+            except StoreUnavailable as exc:
+                _fail_all([pending for pending, _, _ in stepped.done], exc)
+                return
+            lost = {key for (key, _, _), ok in zip(stepped.writes, written, strict=True) if not ok}
+        retry: list[Pending[_ObserveItem, ObserveResult]] = []
+        announce: list[tuple[str, ObserveResult]] = []
+        applied: Counter[str] = Counter()
+        skipped: Counter[str] = Counter()
+        for pending, result, model in stepped.done:
+            key = pending.item.key
+            if pending.future.done():  # its submitter is gone (cancelled)
+                continue
+            if key in lost:
+                if pending.attempts + 1 >= self._cas_retries:
+                    pending.future.set_exception(_too_fast(pending.item.stream_id))
+                else:
+                    retry.append(pending)
+                continue
+            self._touch(key)
+            pending.future.set_result(result)
+            if result.applied:
+                applied[model] += result.applied
+                announce.append((key, result))
+            else:
+                skipped[model] += len(result.skipped)
+        for model, count in applied.items():
+            self.metrics.observations.labels(model).inc(count)
+        for model, count in skipped.items():
+            self.metrics.duplicates.labels(model).inc(count)
+        if lost:
+            self.metrics.cas_conflicts.inc(len(lost))
+        if retry:
+            self._batcher.retry_first(retry)
+        await self._announce(announce)
+
+    async def _observe_rows(
+        self,
+        batch: list[Pending[_ObserveItem, ObserveResult]],
+        found: dict[str, bytes | None],
+    ) -> None:
+        """The general path, one stream at a time: several items per stream, gaps, replay."""
+        keys = list(dict.fromkeys(p.item.key for p in batch))
+        raws = [found[key] for key in keys]
         work: dict[str, _Work | ForecastError] = {}
         stream_ids = {p.item.key: p.item.stream_id for p in batch}
         for key, raw in zip(keys, raws, strict=True):
@@ -591,13 +813,7 @@ class Forecaster:
                 continue
             if key in lost:
                 if pending.attempts + 1 >= self._cas_retries:
-                    pending.future.set_exception(
-                        Conflict(
-                            f"stream {pending.item.stream_id!r} is being written too fast from "
-                            "elsewhere; retry",
-                            field="stream_id",
-                        )
-                    )
+                    pending.future.set_exception(_too_fast(pending.item.stream_id))
                 else:
                     retry.append(pending)
                 continue
@@ -927,6 +1143,35 @@ class Forecaster:
 def _channel(key: str) -> str:
     prefix, _, rest = key.partition(":s:")
     return f"{prefix}:fc:{rest}"
+
+
+def _too_fast(stream_id: str) -> Conflict:
+    return Conflict(
+        f"stream {stream_id!r} is being written too fast from elsewhere; retry",
+        field="stream_id",
+    )
+
+
+def _forecast_maker(runtime: ModelRuntime) -> Callable[[float | None, FloatArray], Forecast]:
+    """``Forecast.of`` for one runtime, with the manifest read once for many streams."""
+    m = runtime.manifest
+    name, version, target = m.name, m.version, m.target
+    quantiles, frequency, median = tuple(m.quantiles), m.frequency, m.median_index
+
+    def make(origin: float | None, values: FloatArray) -> Forecast:
+        return Forecast(name, version, target, quantiles, frequency, origin, values, median)
+
+    return make
+
+
+class _Stepped:
+    """What the column lane made in one batch: answers to give and records to write."""
+
+    __slots__ = ("done", "writes")
+
+    def __init__(self) -> None:
+        self.done: list[tuple[Pending[_ObserveItem, ObserveResult], ObserveResult, str]] = []
+        self.writes: list[tuple[str, bytes | None, bytes]] = []
 
 
 def _work(work: dict[str, _Work | ForecastError], key: str) -> _Work:

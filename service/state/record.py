@@ -35,9 +35,11 @@ deleted and re-created with the same seq a different stream for that check.
 
 from __future__ import annotations
 
+import functools
 import math
 import secrets
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -210,6 +212,110 @@ class StreamRecord:
             history_ts=history_ts,
             history_values=history_values,
         )
+
+
+#: The header as numpy fields, in ``_HEADER``'s order (packed, little-endian).
+_HEADER_FIELDS: list[tuple[str, str]] = [
+    ("magic", "S2"),
+    ("format", "u1"),
+    ("flags", "u1"),
+    ("incarnation", "<u8"),
+    ("seq", "<u8"),
+    ("last_ts", "<f8"),
+    ("fingerprint", "V32"),
+    ("version", "<u4"),
+    ("name_len", "<u2"),
+    ("horizon", "<u2"),
+    ("quantiles", "<u2"),
+    ("state_size", "<u4"),
+    ("nonce", "<u8"),
+    ("rows", "<u2"),
+    ("width", "<u2"),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """The sizes that fix a record's byte layout; records that share them share a dtype."""
+
+    name_len: int
+    state_size: int
+    horizon: int  # 0 without a forecast
+    quantiles: int
+    rows: int
+    width: int
+
+    @classmethod
+    def of(cls, record: StreamRecord) -> Layout:
+        forecast = record.forecast
+        history = record.history_values
+        return cls(
+            name_len=len(record.model.encode("utf-8")),
+            state_size=int(np.asarray(record.state).size),
+            horizon=0 if forecast is None else int(forecast.shape[0]),
+            quantiles=0 if forecast is None else int(forecast.shape[1]),
+            rows=0 if history is None else int(history.shape[0]),
+            width=0 if history is None else int(history.shape[1]),
+        )
+
+    @property
+    def dtype(self) -> np.dtype[np.void]:
+        return _layout_dtype(self)
+
+
+@functools.lru_cache(maxsize=64)
+def _layout_dtype(layout: Layout) -> np.dtype[np.void]:
+    fields: list[tuple[str, str] | tuple[str, str, tuple[int, ...]]] = [*_HEADER_FIELDS]
+    fields.append(("name", f"V{layout.name_len}"))
+    fields.append(("state", "<f4", (layout.state_size,)))
+    if layout.horizon:
+        fields.append(("forecast", "<f4", (layout.horizon, layout.quantiles)))
+    if layout.rows:
+        fields.append(("history_ts", "<f8", (layout.rows,)))
+        fields.append(("history_values", "<f4", (layout.rows, layout.width)))
+    dtype = np.dtype(fields)
+    assert dtype.itemsize == (
+        HEADER_SIZE
+        + layout.name_len
+        + 4 * layout.state_size
+        + 4 * layout.horizon * layout.quantiles
+        + 8 * layout.rows
+        + 4 * layout.rows * layout.width
+    )
+    return dtype
+
+
+def layout_key(data: bytes) -> tuple[int, bytes]:
+    """What records must share to be read as one block: every byte that is not per stream.
+
+    Length, magic, format, flags, fingerprint, version, the sizes and the model name; not the
+    incarnation, seq, last timestamp, nonce or the arrays.
+    """
+    name_len = data[64] | data[65] << 8 if len(data) >= HEADER_SIZE else 0
+    return len(data), data[:4] + data[28:74] + data[82 : HEADER_SIZE + name_len]
+
+
+def decode_block(records: Sequence[bytes]) -> tuple[StreamRecord, npt.NDArray[np.void]]:
+    """Many records of one ``layout_key`` as one structured array (one row per record).
+
+    The first is decoded and checked field by field (``RecordError`` if it is not a valid
+    record); the others share every byte that check looked at, except the per-stream ones.
+    """
+    first = StreamRecord.decode(records[0])
+    block = np.frombuffer(b"".join(records), dtype=Layout.of(first).dtype)
+    return first, block
+
+
+def encode_block(block: npt.NDArray[np.void]) -> list[bytes]:
+    """The records of a structured array of one layout, each as its own bytes."""
+    data = block.tobytes()
+    size = block.dtype.itemsize
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def new_nonces(count: int) -> npt.NDArray[np.uint64]:
+    """``count`` random write nonces from one read of the system's random source."""
+    return np.frombuffer(secrets.token_bytes(8 * count), dtype="<u8").copy()
 
 
 def token_of(data: bytes) -> bytes:
