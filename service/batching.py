@@ -62,6 +62,8 @@ class MicroBatcher(Generic[T, R]):
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        #: Items put back by ``retry_first`` while the current batch ran.
+        self._requeued: set[int] = set()
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -83,6 +85,7 @@ class MicroBatcher(Generic[T, R]):
         for one in reversed(pending):
             one.attempts += 1
             self._queue.appendleft(one)
+            self._requeued.add(id(one))
         if self._wakeup is not None:
             self._wakeup.set()
 
@@ -105,6 +108,7 @@ class MicroBatcher(Generic[T, R]):
                         await asyncio.sleep(pause)
                 count = min(len(self._queue), self._max_items)
                 batch = [self._queue.popleft() for _ in range(count)]
+                self._requeued.clear()
                 try:
                     await self._process(batch)
                 except asyncio.CancelledError:
@@ -113,6 +117,17 @@ class MicroBatcher(Generic[T, R]):
                 except Exception as exc:  # the safety net: no submitter waits forever
                     log.exception("%s: a batch of %d failed", self._name, len(batch))
                     _fail(batch, exc)
+                self._answer_forgotten(batch)
+
+    def _answer_forgotten(self, batch: Sequence[Pending[T, R]]) -> None:
+        """Fail the items a processed batch neither answered nor put back: a bug, but one
+        that must cost its submitters an error, never a request that waits forever."""
+        forgotten = [
+            one for one in batch if not one.future.done() and id(one) not in self._requeued
+        ]
+        if forgotten:
+            log.error("%s: a batch left %d item(s) unanswered", self._name, len(forgotten))
+            _fail(forgotten, RuntimeError("the batch processing this request left it unanswered"))
 
     async def aclose(self, grace_seconds: float = 5.0) -> None:
         """Stop the worker; items still queued fail rather than hang.

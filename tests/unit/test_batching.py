@@ -90,6 +90,28 @@ async def test_a_failing_batch_fails_its_items_not_the_worker() -> None:
     await batcher.aclose()
 
 
+async def test_an_item_a_batch_forgets_fails_instead_of_waiting_forever() -> None:
+    """A process function that answers some items, retries one and forgets one."""
+    retried: list[Pending[int, int]] = []
+
+    async def process(batch: list[Pending[int, int]]) -> None:
+        for p in batch:
+            if p.item == 1 and not p.attempts:
+                retried.append(p)
+                batcher.retry_first([p])
+            elif p.item != 2:  # item 2 is forgotten
+                p.future.set_result(p.item)
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(process, max_items=8)
+    futures = [batcher.submit(i) for i in range(3)]
+    results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 5.0)
+    assert results[:2] == [0, 1]  # the retried item was answered by the next batch
+    assert isinstance(results[2], RuntimeError)
+    assert "unanswered" in str(results[2])
+    assert len(retried) == 1
+    await batcher.aclose()
+
+
 async def test_max_delay_lets_a_batch_fill() -> None:
     sizes: list[int] = []
 
