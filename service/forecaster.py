@@ -663,10 +663,10 @@ class Forecaster:
         return new
 
     async def _commit(self, stepped: _Stepped) -> None:
-        """Write what ``_step_group`` made in one round trip, then answer its items.
+        """Write what one path of a batch made in one round trip, then answer its items.
 
-        As on the general path: a stream whose write lost a race is retried from the head
-        of the queue (up to ``cas_retries``), and an outage fails every item of the lane.
+        A stream whose write lost a race against another replica has its items retried from
+        the head of the queue (up to ``cas_retries``), and an outage fails every item.
         """
         lost: set[str] = set()
         if stepped.writes:
@@ -695,7 +695,7 @@ class Forecaster:
             if result.applied:
                 applied[model] += result.applied
                 announce.append((key, result))
-            else:
+            if result.skipped:
                 skipped[model] += len(result.skipped)
         for model, count in applied.items():
             self.metrics.observations.labels(model).inc(count)
@@ -794,46 +794,18 @@ class Forecaster:
                 applied[gap.index] = len(gap.ts)
                 views[gap.index] = w.view(item.stream_id)
 
-        dirty = [w for w in work.values() if isinstance(w, _Work) and w.dirty]
-        lost: set[str] = set()
-        if dirty:
-            try:
-                written = await self.store.compare_and_set_many(
-                    [(w.key, w.record.token, w.updated().encode()) for w in dirty], self._ttl
-                )
-            except StoreUnavailable as exc:
-                _fail_all(live, exc)
-                return
-            lost = {w.key for w, ok in zip(dirty, written, strict=True) if not ok}
-        retry: list[Pending[_ObserveItem, ObserveResult]] = []
-        announce: list[tuple[str, ObserveResult]] = []
+        stepped = _Stepped()
+        for one in work.values():
+            if isinstance(one, _Work) and one.dirty:
+                stepped.writes.append((one.key, one.record.token, one.updated().encode()))
         for i, pending in enumerate(live):
-            key = pending.item.key
             if pending.future.done():  # refused on its own (a gap it may not bridge)
                 continue
-            if key in lost:
-                if pending.attempts + 1 >= self._cas_retries:
-                    pending.future.set_exception(_too_fast(pending.item.stream_id))
-                else:
-                    retry.append(pending)
-                continue
-            model = _work(work, key).runtime.name
-            if applied[i]:
-                self.metrics.observations.labels(model).inc(applied[i])
-            if skipped[i]:
-                self.metrics.duplicates.labels(model).inc(len(skipped[i]))
-            self._touch(key)
             view = views[i]
             assert view is not None
             result = ObserveResult(view, applied[i], skipped[i], filled=filled[i])
-            pending.future.set_result(result)
-            if applied[i]:
-                announce.append((key, result))
-        if lost:
-            self.metrics.cas_conflicts.inc(len(lost))
-        if retry:
-            self._batcher.retry_first(retry)
-        await self._announce(announce)
+            stepped.done.append((pending, result, _work(work, pending.item.key).runtime.name))
+        await self._commit(stepped)
 
     async def _work_for(self, key: str, record: StreamRecord, stream_id: str) -> _Work:
         """The stream's working copy, rebuilt by replay if its model changed (by setting)."""
@@ -1165,7 +1137,7 @@ def _forecast_maker(runtime: ModelRuntime) -> Callable[[float | None, FloatArray
 
 
 class _Stepped:
-    """What the column lane made in one batch: answers to give and records to write."""
+    """What one path of a batch made: answers to give once its records are written."""
 
     __slots__ = ("done", "writes")
 
