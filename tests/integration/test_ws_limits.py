@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,17 +33,24 @@ def message(i: int, stream: str = "r1") -> str:
     )
 
 
-@pytest.fixture
-def client(model_repository: Path) -> Iterator[TestClient[Any]]:
-    # A token every 100 s: nothing refills while the test runs, however slow the machine.
+@contextmanager
+def serving(repository: Path, rate: float, burst: int) -> Iterator[TestClient[Any]]:
+    """The app with one demo-lstm stream ``r1`` and the given WebSocket rate limit."""
     settings = Settings(
-        model_repository=model_repository,
+        model_repository=repository,
         providers="cpu",
-        ws_max_messages_per_second=0.01,
-        ws_message_burst=3,
+        ws_max_messages_per_second=rate,
+        ws_message_burst=burst,
     )
     with TestClient(app=create_app(settings)) as c:
         assert c.put("/v1/streams/r1", json={"model": "demo-lstm"}).status_code == 201
+        yield c
+
+
+@pytest.fixture
+def client(model_repository: Path) -> Iterator[TestClient[Any]]:
+    # A token every 100 s: nothing refills while the test runs, however slow the machine.
+    with serving(model_repository, rate=0.01, burst=3) as c:
         yield c
 
 
@@ -87,15 +95,7 @@ def test_each_connection_has_its_own_allowance(client: TestClient[Any]) -> None:
 
 
 def test_a_zero_rate_turns_the_limit_off(model_repository: Path) -> None:
-    settings = Settings(
-        model_repository=model_repository,
-        providers="cpu",
-        ws_max_messages_per_second=0,
-        ws_message_burst=1,
-    )
-    with TestClient(app=create_app(settings)) as c:
-        c.put("/v1/streams/r1", json={"model": "demo-lstm"})
-        with c.websocket_connect("/v1/ws") as ws:
-            for i in range(10):
-                ws.send_text(message(i))
-                assert json.loads(ws.receive_text())["status"] == 200
+    with serving(model_repository, rate=0, burst=1) as c, c.websocket_connect("/v1/ws") as ws:
+        for i in range(10):
+            ws.send_text(message(i))
+            assert json.loads(ws.receive_text())["status"] == 200
