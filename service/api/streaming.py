@@ -236,6 +236,8 @@ async def forecast_events(
                 except TimeoutError:
                     yield ServerSentEventMessage(comment="keep-alive")
                     continue
+                except StopAsyncIteration:  # the bus lost the store: end, the client reconnects
+                    return
                 yield ServerSentEventMessage(data=payload.decode(), event="forecast")
 
     return ServerSentEvent(
