@@ -186,6 +186,15 @@ class Settings(BaseSettings):
         ge=1,
         description="Messages a WebSocket connection may send at once above the sustained rate.",
     )
+    sse_keepalive_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        le=3600,
+        description=(
+            "A server-sent events subscription quiet for this long gets a comment line, so "
+            "proxies and load balancers do not close it as idle; keep it under their timeout."
+        ),
+    )
     inference_threads: int = Field(
         default=0, ge=0, description="onnxruntime intra-op threads per session; 0 lets it choose."
     )

@@ -37,7 +37,6 @@ from service.settings import Settings
 CLOSE_TOO_BIG = 1009
 #: WebSocket close code for a sender that ignores the message rate limit (RFC 6455).
 CLOSE_POLICY = 1008
-KEEPALIVE_SECONDS = 15.0
 
 _PROBLEMS = {
     400: ("malformed-body", "Malformed message"),
@@ -170,6 +169,14 @@ async def observations_socket(socket: WebSocket[Any, Any, Any]) -> None:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
+class _KeepAlive(ServerSentEventMessage):
+    """A comment line alone. Litestar adds an empty ``data:`` line to a comment, which a
+    browser's EventSource dispatches as an empty message; a bare comment is ignored by it."""
+
+    def encode(self) -> bytes:
+        return b": keep-alive\r\n\r\n"
+
+
 def _rate_limited(text: str, rate: float, wait: float) -> dict[str, Any]:
     answer = _invalid(
         text,
@@ -214,12 +221,13 @@ async def _answer(forecaster: Forecaster, tenant: str, text: str, limit: int) ->
     tags=["streams"],
 )
 async def forecast_events(
-    forecaster: ForecasterDep, tenant: TenantDep, stream_id: StreamId
+    forecaster: ForecasterDep, tenant: TenantDep, stream_id: StreamId, state: State
 ) -> ServerSentEvent:
     """First a ``snapshot`` event with the stream as it is, then a ``forecast`` event per
-    update (the same body as an observe answer), and a comment every 15 s to keep proxies
-    from closing an idle connection.
+    update (the same body as an observe answer), and a comment after each
+    ``sse_keepalive_seconds`` of silence to keep proxies from closing an idle connection.
     """
+    keepalive = state.settings.sse_keepalive_seconds
     await forecaster.get_stream(tenant, stream_id)  # 404 (or 503) before any streaming
 
     async def events() -> AsyncGenerator[ServerSentEventMessage, None]:
@@ -232,9 +240,9 @@ async def forecast_events(
             iterator = aiter(messages)
             while True:
                 try:
-                    payload = await asyncio.wait_for(anext(iterator), KEEPALIVE_SECONDS)
+                    payload = await asyncio.wait_for(anext(iterator), keepalive)
                 except TimeoutError:
-                    yield ServerSentEventMessage(comment="keep-alive")
+                    yield _KeepAlive()
                     continue
                 except StopAsyncIteration:  # the bus lost the store: end, the client reconnects
                     return
