@@ -232,9 +232,14 @@ class RedisBus:
 
     @contextlib.asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[bytes]]:
-        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        pubsub = self._client.pubsub()
         try:
+            # Wait for the confirmation: the caller reads the stream's snapshot next, and an
+            # update made before the subscription took effect would fall between the two.
             await bounded(pubsub.subscribe(channel), self._timeout, "SUBSCRIBE")
+            await bounded(
+                _confirmed(pubsub, "subscribe", self._timeout, "Redis"), self._timeout, "SUBSCRIBE"
+            )
         except BaseException:
             await _close_pubsub(pubsub)
             raise
@@ -268,6 +273,16 @@ class RedisBus:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+async def _confirmed(pubsub: PubSub, kind: str, wait_seconds: float, where: str) -> None:
+    """Read replies until the server confirms the subscription (``kind``), or time out."""
+    while True:
+        reply = await pubsub.get_message(timeout=wait_seconds)
+        if reply is None:
+            raise redis_errors.TimeoutError(f"no {kind.upper()} confirmation from {where}")
+        if reply.get("type") == kind:
+            return
 
 
 def _payload(message: dict[str, Any]) -> bytes:
@@ -394,12 +409,9 @@ class RedisClusterBus:
         subscription = _ShardSubscription(client, client.pubsub(), node.name)
         try:
             await subscription.pubsub.ssubscribe(channel)
-            while True:  # the reply to SSUBSCRIBE (or its MOVED error) comes first
-                reply = await subscription.pubsub.get_message(timeout=self._timeout)
-                if reply is None:
-                    raise redis_errors.TimeoutError(f"no SSUBSCRIBE confirmation from {node.name}")
-                if reply.get("type") == "ssubscribe":
-                    return subscription
+            # The reply to SSUBSCRIBE (or its MOVED error) comes first.
+            await _confirmed(subscription.pubsub, "ssubscribe", self._timeout, node.name)
+            return subscription
         except BaseException:
             await subscription.close()
             raise

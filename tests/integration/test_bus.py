@@ -57,3 +57,15 @@ async def test_a_cancelled_read_loses_nothing(pair: tuple[ForecastBus, ForecastB
             await asyncio.wait_for(anext(inbox), 0.05)
         await publisher.publish([(CHANNEL, b"after")])
         assert await asyncio.wait_for(anext(inbox), WAIT) == b"after"
+
+
+async def test_a_subscription_hears_what_is_published_right_after_it_opens(
+    pair: tuple[ForecastBus, ForecastBus],
+) -> None:
+    """``subscribe`` returns once the server has the subscription: SSE reads the snapshot
+    next, so a message published then must be heard, not fall between the two."""
+    subscriber, publisher = pair
+    for i in range(30):
+        async with subscriber.subscribe(CHANNEL) as feed:
+            await publisher.publish([(CHANNEL, b"%d" % i)])
+            assert await asyncio.wait_for(anext(aiter(feed)), WAIT) == b"%d" % i
