@@ -27,7 +27,13 @@ from service.state import parse_cluster_url
 from service.state.record import stream_key
 from tests.support.redis_server import RedisClusterServer
 from tests.support.service_process import ServiceProcess
-from tests.support.sse import subscribed
+from tests.support.sse import (
+    A_READ,
+    A_WRITE,
+    TENANT_KEYS,
+    check_tenant_isolation,
+    subscribed,
+)
 
 PREFIX = "fcst"
 PATTERN = f"{PREFIX}:fc:*"
@@ -35,12 +41,7 @@ T0 = 1_800_000_000.0
 #: Long enough for a slow machine, short enough to fail a broken feed quickly.
 WAIT = 10.0
 
-KEYS = [
-    {"key": "stream-acme-writer-0123", "tenant": "acme", "role": "write"},
-    {"key": "stream-acme-reader-0123", "tenant": "acme", "role": "read"},
-    {"key": "stream-beta-writer-0123", "tenant": "beta", "role": "write"},
-]
-A_WRITE, A_READ, B_WRITE = ({"X-API-Key": str(k["key"])} for k in KEYS)
+KEYS = TENANT_KEYS
 
 
 def obs(i: int) -> dict[str, Any]:
@@ -292,24 +293,4 @@ def test_sse_subscriber_hears_only_its_tenants_stream_across_replicas(
 ) -> None:
     """acme listens to its ``pump`` on B; beta writing its own ``pump`` on A is not heard."""
     a, b = replicas
-    history = {"model": "demo-lstm", "history": [obs(i) for i in range(5)]}
-    assert httpx.put(f"{a.url}/v1/streams/pump", json=history, headers=B_WRITE).is_success
-    r = httpx.put(f"{a.url}/v1/streams/pump", json={"model": "demo-lstm"}, headers=A_WRITE)
-    assert r.status_code == 201
-    with subscribed(f"{b.url}/v1/streams/pump/forecasts", 2, headers=A_READ) as events:
-        time.sleep(1.5)
-        for i in range(5, 7):
-            r = httpx.post(
-                f"{a.url}/v1/streams/pump/observations",
-                json={"observations": [obs(i)]},
-                headers=B_WRITE,
-            )
-            assert r.status_code == 200
-        mine = httpx.post(
-            f"{a.url}/v1/streams/pump/observations",
-            json={"observations": [obs(0)]},
-            headers=A_WRITE,
-        ).json()
-    assert [e["event"] for e in events] == ["snapshot", "forecast"]
-    assert [e["data"]["seq"] for e in events] == [0, 1]
-    assert events[1]["data"]["forecast"] == mine["forecast"]
+    check_tenant_isolation(a.url, b.url, reading=obs, settle=1.5)

@@ -7,12 +7,10 @@ tenant neither reaches nor hears another tenant's stream of the same id.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from litestar.exceptions import WebSocketDisconnect
 from litestar.testing import TestClient
@@ -21,15 +19,16 @@ from service.app import create_app
 from service.settings import ApiKeyEntry, Settings
 from service.state.record import stream_key
 from tests.support.service_process import ServiceProcess
-from tests.support.sse import subscribed
+from tests.support.sse import (
+    A_READ,
+    A_WRITE,
+    B_WRITE,
+    TENANT_KEYS,
+    check_tenant_isolation,
+)
 
 T0 = 1_800_000_000.0
-KEYS = [
-    {"key": "stream-acme-writer-0123", "tenant": "acme", "role": "write"},
-    {"key": "stream-acme-reader-0123", "tenant": "acme", "role": "read"},
-    {"key": "stream-beta-writer-0123", "tenant": "beta", "role": "write"},
-]
-A_WRITE, A_READ, B_WRITE = ({"X-API-Key": str(k["key"])} for k in KEYS)
+KEYS = TENANT_KEYS
 
 
 def obs(i: int) -> dict[str, Any]:
@@ -110,26 +109,4 @@ def test_sse_subscriber_hears_only_its_tenants_updates(
         "FORECAST_API_KEYS": json.dumps(KEYS),
     }
     with ServiceProcess(env, log=tmp_path / "service.log") as service:
-        url = service.url
-        history = {"model": "demo-lstm", "history": [obs(i) for i in range(5)]}
-        assert httpx.put(f"{url}/v1/streams/pump", json=history, headers=B_WRITE).is_success
-        r = httpx.put(f"{url}/v1/streams/pump", json={"model": "demo-lstm"}, headers=A_WRITE)
-        assert r.status_code == 201
-        with subscribed(f"{url}/v1/streams/pump/forecasts", 2, headers=A_READ) as events:
-            time.sleep(0.5)
-            for i in range(5, 7):  # beta's updates: seq 6 and 7 of beta's stream
-                r = httpx.post(
-                    f"{url}/v1/streams/pump/observations",
-                    json={"observations": [obs(i)]},
-                    headers=B_WRITE,
-                )
-                assert r.status_code == 200
-            mine = httpx.post(
-                f"{url}/v1/streams/pump/observations",
-                json={"observations": [obs(0)]},
-                headers=A_WRITE,
-            ).json()
-    assert [e["event"] for e in events] == ["snapshot", "forecast"]
-    assert events[0]["data"]["seq"] == 0
-    assert events[1]["data"]["seq"] == 1
-    assert events[1]["data"]["forecast"] == mine["forecast"]
+        check_tenant_isolation(service.url, service.url, reading=obs, settle=0.5)

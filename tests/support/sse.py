@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -70,3 +71,44 @@ def subscribed(
     if failures:
         raise failures[0]
     assert not reader.is_alive(), f"{len(events)} of {count} events from {url}"
+
+
+#: Two tenants' keys for the isolation scenario: acme writes and reads, beta writes.
+TENANT_KEYS = [
+    {"key": "stream-acme-writer-0123", "tenant": "acme", "role": "write"},
+    {"key": "stream-acme-reader-0123", "tenant": "acme", "role": "read"},
+    {"key": "stream-beta-writer-0123", "tenant": "beta", "role": "write"},
+]
+A_WRITE, A_READ, B_WRITE = ({"X-API-Key": str(k["key"])} for k in TENANT_KEYS)
+
+
+def check_tenant_isolation(
+    write_url: str, read_url: str, *, reading: Callable[[int], dict[str, Any]], settle: float
+) -> None:
+    """acme subscribes to its ``pump`` on ``read_url``; beta's own ``pump``, written on
+    ``write_url`` (the same service or another replica), must never be heard there.
+
+    The services run with ``TENANT_KEYS``; ``settle`` is how long a new subscriber may take
+    to be known to the writing service.
+    """
+    history = {"model": "demo-lstm", "history": [reading(i) for i in range(5)]}
+    assert httpx.put(f"{write_url}/v1/streams/pump", json=history, headers=B_WRITE).is_success
+    r = httpx.put(f"{write_url}/v1/streams/pump", json={"model": "demo-lstm"}, headers=A_WRITE)
+    assert r.status_code == 201
+    with subscribed(f"{read_url}/v1/streams/pump/forecasts", 2, headers=A_READ) as events:
+        time.sleep(settle)
+        for i in range(5, 7):  # beta's updates: seq 6 and 7 of beta's stream
+            r = httpx.post(
+                f"{write_url}/v1/streams/pump/observations",
+                json={"observations": [reading(i)]},
+                headers=B_WRITE,
+            )
+            assert r.status_code == 200
+        mine = httpx.post(
+            f"{write_url}/v1/streams/pump/observations",
+            json={"observations": [reading(0)]},
+            headers=A_WRITE,
+        ).json()
+    assert [e["event"] for e in events] == ["snapshot", "forecast"]
+    assert [e["data"]["seq"] for e in events] == [0, 1]
+    assert events[1]["data"]["forecast"] == mine["forecast"]
