@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -46,11 +47,18 @@ def create_app(
     store: StateStore | None = None,
     registry: ModelRegistry | None = None,
     metrics_registry: CollectorRegistry | None = None,
+    freeze_gc: bool = False,
 ) -> Litestar:
     """Build the app. A store or registry passed in is used as is and not closed by the app.
 
     Without them the lifespan opens the store from ``settings.store_url`` and loads the model
     repository (creating every onnxruntime session) before the server accepts requests.
+
+    ``freeze_gc`` (for the server process, ``python -m service``) moves everything alive once
+    the app has started (models, app, settings: hundreds of thousands of objects) out of the
+    cyclic garbage collector's sight, so its collections under load scan only what requests
+    make: ~25 % more bulk ingest on the benchmark machine. Not for processes that build many
+    apps (tests): frozen cycles are never collected.
     """
     cfg = settings if settings is not None else Settings()
     instruments = Metrics(metrics_registry)
@@ -107,6 +115,8 @@ def create_app(
         app.state.metrics = instruments
         app.state.forecaster = forecaster
         app.state.started = True
+        if freeze_gc:
+            gc.freeze()
         log.info(
             "serving %d model version(s) %s with providers %s; store %s",
             len(models.all()),
