@@ -21,8 +21,10 @@ whose store is gone ends cleanly (the client reconnects and gets a fresh snapsho
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -196,8 +198,114 @@ class _SubscriberCache:
             self._local.pop(channel, None)
 
 
+class _SharedPubSub:
+    """One pub/sub connection that carries every local subscription of a ``RedisBus``.
+
+    The first local subscriber of a channel sends SUBSCRIBE, the last one to leave sends
+    UNSUBSCRIBE; the bus serialises both with its lock, so the commands reach Redis in the
+    order the membership changed and a subscriber that joins while another leaves is never
+    left unsubscribed. One reader task relays every message to its channel's inboxes and
+    settles the confirmations: each SUBSCRIBE queues a future that the next ``subscribe``
+    reply for its channel resolves (``False`` once the connection is lost instead).
+    """
+
+    def __init__(self, pubsub: PubSub, timeout_seconds: float) -> None:
+        self._pubsub = pubsub
+        self._timeout = timeout_seconds
+        self._fanout = _Fanout()
+        self._confirmations: dict[str, collections.deque[asyncio.Future[bool]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self.lost = False
+
+    def start(self) -> None:
+        self._reader = asyncio.create_task(self._read())
+
+    async def join(self, channel: str) -> tuple[_Inbox, asyncio.Future[bool] | None]:
+        """A new inbox on ``channel``, and the confirmation it still waits for, if any.
+
+        The caller holds the bus lock.
+        """
+        first = channel not in self._fanout.inboxes
+        inbox = self._fanout.add(channel)
+        pending = self._confirmations.setdefault(channel, collections.deque())
+        if not first:
+            return inbox, pending[-1] if pending and not pending[-1].done() else None
+        confirmed = asyncio.get_running_loop().create_future()
+        pending.append(confirmed)
+        try:
+            await bounded(self._pubsub.subscribe(channel), self._timeout, "SUBSCRIBE")
+        except BaseException:  # not sent: no reply will come for it
+            pending.remove(confirmed)
+            self._fanout.remove(channel, inbox)
+            raise
+        return inbox, confirmed
+
+    async def leave(self, channel: str, inbox: _Inbox) -> None:
+        """Drop ``inbox``; UNSUBSCRIBE when it was the channel's last. The caller holds the
+        bus lock."""
+        self._fanout.remove(channel, inbox)
+        if self.lost or channel in self._fanout.inboxes:
+            return
+        if not self._confirmations.get(channel):  # replies still due keep their place
+            self._confirmations.pop(channel, None)
+        try:
+            await bounded(self._pubsub.unsubscribe(channel), self._timeout, "UNSUBSCRIBE")
+        except StoreUnavailable as exc:  # the reader sees the same outage and ends the feeds
+            log.debug("could not unsubscribe from %s: %s", channel, exc)
+
+    async def _read(self) -> None:
+        """Relay messages until the connection is lost for good (redis-py has reconnected
+        and re-subscribed once by then), then end every feed."""
+        try:
+            while True:
+                message = await self._pubsub.get_message(timeout=None)
+                if message is not None:
+                    self._dispatch(message)
+        except Exception as exc:
+            log.warning("forecast subscriptions ended: %s: %s", type(exc).__name__, exc)
+        finally:
+            self.lost = True
+            for inboxes in self._fanout.inboxes.values():
+                for inbox in inboxes:
+                    inbox.end()
+            for pending in self._confirmations.values():
+                for confirmed in pending:
+                    if not confirmed.done():
+                        confirmed.set_result(False)
+            await _close_pubsub(self._pubsub)
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind not in {"message", "subscribe"}:
+            return
+        channel = _names([message["channel"]]).pop()
+        if kind == "message":
+            self._fanout.deliver(channel, _payload(message))
+            return
+        pending = self._confirmations.get(channel)
+        if pending:  # replies come in the order the SUBSCRIBEs were sent
+            confirmed = pending.popleft()
+            if not confirmed.done():
+                confirmed.set_result(True)
+        if not pending and channel not in self._fanout.inboxes:
+            self._confirmations.pop(channel, None)
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        else:
+            await _close_pubsub(self._pubsub)
+
+
 class RedisBus:
-    """Redis pub/sub: one PUBLISH pipeline per batch, one pub/sub connection per subscriber."""
+    """Redis pub/sub: one PUBLISH pipeline per batch, one pub/sub connection per bus.
+
+    Every SSE subscriber of this replica shares that connection (1,000 clients hold one Redis
+    connection, not 1,000). When it is lost for good every current feed ends, and the next
+    subscriber opens a new one.
+    """
 
     def __init__(
         self, url: str, *, pattern: str, timeout_seconds: float, refresh_seconds: float = 1.0
@@ -206,6 +314,9 @@ class RedisBus:
         self._pattern = pattern
         self._timeout = timeout_seconds
         self._subscribers = _SubscriberCache(self._list_remote, refresh_seconds)
+        self._shared: _SharedPubSub | None = None
+        self._membership = asyncio.Lock()
+        self._leaving: set[asyncio.Task[None]] = set()
 
     def has_subscribers(self, channels: Sequence[str]) -> list[bool]:
         return self._subscribers.has_subscribers(channels)
@@ -232,46 +343,64 @@ class RedisBus:
 
     @contextlib.asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[bytes]]:
-        pubsub = self._client.pubsub()
+        async with self._membership:
+            shared = await self._connection()
+            inbox, confirmed = await shared.join(channel)
         try:
             # Wait for the confirmation: the caller reads the stream's snapshot next, and an
             # update made before the subscription took effect would fall between the two.
-            await bounded(pubsub.subscribe(channel), self._timeout, "SUBSCRIBE")
-            await bounded(
-                _confirmed(pubsub, "subscribe", self._timeout, "Redis"), self._timeout, "SUBSCRIBE"
-            )
+            # Shielded: other subscribers of the channel may wait for the same reply.
+            if confirmed is not None and not await bounded(
+                asyncio.shield(confirmed), self._timeout, "SUBSCRIBE"
+            ):
+                raise StoreUnavailable(
+                    "the pub/sub connection was lost before Redis confirmed SUBSCRIBE",
+                    retry_after=max(1, math.ceil(self._timeout)),
+                )
         except BaseException:
-            await _close_pubsub(pubsub)
+            await self._leave(shared, channel, inbox)
             raise
-        inbox = _Inbox()
-        reader = asyncio.create_task(self._relay(channel, pubsub, inbox))
         self._subscribers.add(channel)
         try:
             yield inbox
         finally:
             self._subscribers.remove(channel)
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await self._leave(shared, channel, inbox)
 
-    async def _relay(self, channel: str, pubsub: PubSub, inbox: _Inbox) -> None:
-        """Copy messages to ``inbox`` until the connection is lost for good (redis-py has
-        reconnected and re-subscribed once by then), then end the feed."""
-        try:
-            async for message in pubsub.listen():
-                if message.get("type") == "message":
-                    inbox.put(_payload(message))
-        except Exception as exc:
-            log.warning(
-                "forecast subscription to %s ended: %s: %s", channel, type(exc).__name__, exc
-            )
-        finally:
-            inbox.end()
-            with contextlib.suppress(Exception):
-                await pubsub.unsubscribe(channel)
-            await _close_pubsub(pubsub)
+    async def _connection(self) -> _SharedPubSub:
+        """The shared pub/sub connection, opened now if there is none or it was lost."""
+        if self._shared is None or self._shared.lost:
+            pubsub = self._client.pubsub()
+            try:
+                await bounded(
+                    pubsub.connect(),  # type: ignore[no-untyped-call]
+                    self._timeout,
+                    "SUBSCRIBE",
+                )
+            except BaseException:
+                await _close_pubsub(pubsub)
+                raise
+            self._shared = _SharedPubSub(pubsub, self._timeout)
+            self._shared.start()
+        return self._shared
+
+    async def _leave(self, shared: _SharedPubSub, channel: str, inbox: _Inbox) -> None:
+        """Leave ``channel`` in a task of its own: a subscriber cancelled on its way out (a
+        client gone during shutdown) must still UNSUBSCRIBE if it was the last."""
+        leaving = asyncio.create_task(self._leave_now(shared, channel, inbox))
+        self._leaving.add(leaving)
+        leaving.add_done_callback(self._leaving.discard)
+        await asyncio.shield(leaving)
+
+    async def _leave_now(self, shared: _SharedPubSub, channel: str, inbox: _Inbox) -> None:
+        async with self._membership:
+            await shared.leave(channel, inbox)
 
     async def close(self) -> None:
+        shared, self._shared = self._shared, None
+        if shared is not None:
+            await shared.close()
+        await asyncio.gather(*self._leaving, return_exceptions=True)
         await self._client.aclose()
 
 
