@@ -198,6 +198,18 @@ class _SubscriberCache:
             self._local.pop(channel, None)
 
 
+class _ListedBus:
+    """What both Redis buses share: ``has_subscribers`` from a ``_SubscriberCache``."""
+
+    _subscribers: _SubscriberCache
+
+    def has_subscribers(self, channels: Sequence[str]) -> list[bool]:
+        return self._subscribers.has_subscribers(channels)
+
+    async def refresh(self) -> None:
+        await self._subscribers.refresh()
+
+
 class _SharedPubSub:
     """One pub/sub connection that carries every local subscription of a ``RedisBus``.
 
@@ -299,7 +311,7 @@ class _SharedPubSub:
             await _close_pubsub(self._pubsub)
 
 
-class RedisBus:
+class RedisBus(_ListedBus):
     """Redis pub/sub: one PUBLISH pipeline per batch, one pub/sub connection per bus.
 
     Every SSE subscriber of this replica shares that connection (1,000 clients hold one Redis
@@ -317,12 +329,6 @@ class RedisBus:
         self._shared: _SharedPubSub | None = None
         self._membership = asyncio.Lock()
         self._leaving: set[asyncio.Task[None]] = set()
-
-    def has_subscribers(self, channels: Sequence[str]) -> list[bool]:
-        return self._subscribers.has_subscribers(channels)
-
-    async def refresh(self) -> None:
-        await self._subscribers.refresh()
 
     async def _list_remote(self) -> set[str]:
         reply = await bounded(
@@ -437,7 +443,7 @@ class _Moved(Exception):
     """The node dropped our shard subscription: the channel's slot now lives elsewhere."""
 
 
-class RedisClusterBus:
+class RedisClusterBus(_ListedBus):
     """Sharded pub/sub on Redis Cluster: SPUBLISH per owning primary, SSUBSCRIBE there.
 
     redis-py's ``ClusterPubSub`` would route sharded subscriptions too, but it shares one
@@ -471,12 +477,6 @@ class RedisClusterBus:
         self._timeout = timeout_seconds
         self._subscribers = _SubscriberCache(self._list_remote, refresh_seconds)
         self._readers: set[asyncio.Task[None]] = set()
-
-    def has_subscribers(self, channels: Sequence[str]) -> list[bool]:
-        return self._subscribers.has_subscribers(channels)
-
-    async def refresh(self) -> None:
-        await self._subscribers.refresh()
 
     async def _list_remote(self) -> set[str]:
         reply = await bounded(
