@@ -64,7 +64,10 @@ def validate_directory(directory: Path, *, seed: int = 0) -> Verdict:
             # Observations of unknown scale: a random walk, so a model sees moving values.
             x = np.cumsum(rng.standard_normal((batch, steps, runtime.n_features)), axis=1)
             state = runtime.initial_states(batch)
-            error = step_parity_error(runtime.run, x.astype(np.float32), state)
+            # The model's own period from a random start, for graphs that read the time.
+            start = 1.6e9 + rng.uniform(0, 3.2e8, size=(batch, 1))
+            times = start + manifest.frequency * np.arange(steps)
+            error = step_parity_error(runtime.run, x.astype(np.float32), state, times)
             worst = max(worst, error)
             if not error <= PARITY_TOLERANCE:
                 return Verdict(

@@ -382,8 +382,9 @@ class Forecaster:
         results: list[Forecast | None] = [None] * len(series)
         for indices in by_length.values():
             x = np.stack([series[i].values for i in indices])
+            times = np.stack([series[i].timestamps for i in indices])
             state = np.broadcast_to(runtime.initial_state, (len(indices), runtime.state_size))
-            forecast, _ = await self._run(runtime, x, np.ascontiguousarray(state))
+            forecast, _ = await self._run(runtime, x, np.ascontiguousarray(state), times)
             for row, i in enumerate(indices):
                 origin = float(series[i].timestamps[-1])
                 results[i] = Forecast.of(runtime, origin, forecast[row])
@@ -414,7 +415,9 @@ class Forecaster:
         forecast: FloatArray | None = None
         seq, last_ts = 0, NO_TIMESTAMP
         if history is not None:
-            out, new_state = await self._run(runtime, history.values[None], state[None])
+            out, new_state = await self._run(
+                runtime, history.values[None], state[None], history.timestamps[None]
+            )
             state, forecast = new_state[0], out[0]
             seq, last_ts = len(history), float(history.timestamps[-1])
         record = StreamRecord(
@@ -594,7 +597,7 @@ class Forecaster:
             return left
         values = np.concatenate([members[j].item.obs.values for j in rows.tolist()])
         state = np.ascontiguousarray(block["state"][rows], dtype=np.float32)
-        forecast, state_out = await self._run(runtime, values[:, None, :], state)
+        forecast, state_out = await self._run(runtime, values[:, None, :], state, ts[rows][:, None])
         new = self._next_records(layout, block[rows], ts[rows], values, forecast, state_out)
         encoded = encode_block(new)
         seqs, times = new["seq"].tolist(), ts[rows].tolist()
@@ -772,8 +775,9 @@ class Forecaster:
             for (runtime, _steps), members in groups.items():
                 chosen = [rows[m] for m in members]
                 x = np.stack([values for _, _, values in chosen])
+                times = np.stack([ts for _, ts, _ in chosen])
                 state = np.stack([_work(work, live[i].item.key).state for i, _, _ in chosen])
-                forecast, state_out = await self._run(runtime, x, state)
+                forecast, state_out = await self._run(runtime, x, state, times)
                 for j, (i, ts, values) in enumerate(chosen):
                     item = live[i].item
                     w = _work(work, item.key)
@@ -832,8 +836,12 @@ class Forecaster:
                 f"{runtime.version} takes {runtime.n_features}; re-warm it with PUT",
                 field="stream_id",
             )
+        assert record.history_ts is not None
         forecast, state = await self._run(
-            runtime, record.history_values[None], runtime.initial_state[None]
+            runtime,
+            record.history_values[None],
+            runtime.initial_state[None],
+            record.history_ts[None],
         )
         work = _Work(key, record, runtime)
         work.state, work.forecast, work.rebuilt = state[0], forecast[0], True
@@ -926,7 +934,10 @@ class Forecaster:
                 field = f"observations[{gap.offset + j}].timestamp"
                 if queued:
                     forecast, state = await self._feed(
-                        runtime, fed_values[len(fed_values) - queued :], state
+                        runtime,
+                        fed_values[len(fed_values) - queued :],
+                        fed_ts[len(fed_ts) - queued :],
+                        state,
                     )
                     queued = 0
                 if forecast is None:
@@ -946,7 +957,10 @@ class Forecaster:
                 for k in range(missing):
                     if k and not k % horizon:  # the forecast is used up: roll it out
                         forecast, state = await self._feed(
-                            runtime, fed_values[len(fed_values) - queued :], state
+                            runtime,
+                            fed_values[len(fed_values) - queued :],
+                            fed_ts[len(fed_ts) - queued :],
+                            state,
                         )
                         queued = 0
                     row = carried.copy()
@@ -958,7 +972,9 @@ class Forecaster:
             fed_values.append(gap.values[j])
             known = gap.values[j]
             queued += 1
-        forecast, state = await self._feed(runtime, fed_values[len(fed_values) - queued :], state)
+        forecast, state = await self._feed(
+            runtime, fed_values[len(fed_values) - queued :], fed_ts[len(fed_ts) - queued :], state
+        )
         ts = np.array(fed_ts, dtype=np.float64)
         w.state, w.forecast = state, forecast
         w.seq += len(ts)
@@ -967,10 +983,16 @@ class Forecaster:
         return len(ts) - len(gap.ts)
 
     async def _feed(
-        self, runtime: ModelRuntime, rows: Sequence[FloatArray], state: FloatArray
+        self,
+        runtime: ModelRuntime,
+        rows: Sequence[FloatArray],
+        times: Sequence[float],
+        state: FloatArray,
     ) -> tuple[FloatArray, FloatArray]:
         """Run one stream's rows from ``state``: its forecast [H, Q] and new state [S]."""
-        forecast, state_out = await self._run(runtime, np.stack(rows)[None], state[None])
+        forecast, state_out = await self._run(
+            runtime, np.stack(rows)[None], state[None], np.array(times, dtype=np.float64)[None]
+        )
         return forecast[0], state_out[0]
 
     async def _announce(self, updates: Sequence[tuple[str, ObserveResult]]) -> None:
@@ -1087,15 +1109,16 @@ class Forecaster:
         )
 
     async def _run(
-        self, runtime: ModelRuntime, x: FloatArray, state: FloatArray
+        self, runtime: ModelRuntime, x: FloatArray, state: FloatArray, times: TimeArray
     ) -> tuple[FloatArray, FloatArray]:
+        """One model call; ``times`` [B, T] are the rows' timestamps (for graphs that read them)."""
         labels = (runtime.name, str(runtime.version))
         start = time.perf_counter()
         if x.shape[0] * x.shape[1] <= _INLINE_STEPS:
             # A handful of steps costs less than the hand-off to a worker thread.
-            forecast, state_out = runtime.run(x, state)
+            forecast, state_out = runtime.run(x, state, times)
         else:
-            forecast, state_out = await runtime.run_async(x, state)
+            forecast, state_out = await runtime.run_async(x, state, times)
         self.metrics.inference_latency.labels(*labels).observe(time.perf_counter() - start)
         self.metrics.inference_rows.labels(*labels).observe(x.shape[0])
         self.metrics.inference_steps.labels(*labels).observe(x.shape[1])

@@ -13,11 +13,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ModelKind = Literal["lstm", "gru", "rnn", "mlp"]
+ModelKind = Literal["lstm", "gru", "rnn", "mlp", "snaive", "ets"]
 
 #: Names of the graph's inputs and outputs (see DESIGN.md, "The model contract").
 INPUT_X = "x"
 INPUT_STATE = "state"
+#: The optional third input: each observation's time, float64 epoch seconds [B, T]. Only a
+#: graph whose manifest sets ``time_input`` has it (see docs/model-contract.md).
+INPUT_TIME = "time"
 OUTPUT_FORECAST = "forecast"
 OUTPUT_STATE = "state_out"
 
@@ -51,6 +54,10 @@ class Manifest(BaseModel):
     quantiles: list[float] = Field(min_length=1)
     state_size: int = Field(ge=1)
     initial_state: list[float] | None = None
+    #: The graph takes a third input ``time``: float64 [B, T], the epoch seconds (UTC) of each
+    #: observation in ``x``, from which it computes its own calendar features. The service
+    #: passes the readings' timestamps; a graph without it never sees them.
+    time_input: bool = False
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     opset: int = Field(ge=7)
     description: str = ""

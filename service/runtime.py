@@ -26,6 +26,7 @@ from service.contract import check_signature
 from service.errors import InvalidInput, ModelNotReady, ModelRefused
 from service.manifest import (
     INPUT_STATE,
+    INPUT_TIME,
     INPUT_X,
     MANIFEST_FILE,
     ONNX_FILE,
@@ -38,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 ProviderSetting = Literal["auto", "cuda", "cpu"]
 FloatArray = npt.NDArray[np.float32]
+TimeArray = npt.NDArray[np.float64]
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -60,6 +62,8 @@ class ModelRuntime:
         self.state_size = manifest.state_size
         self.horizon = manifest.horizon
         self.n_quantiles = len(manifest.quantiles)
+        #: The graph reads each observation's time (input ``time``, float64 epoch seconds).
+        self.takes_time = manifest.time_input
         initial = (
             np.zeros(self.state_size, dtype=np.float32)
             if manifest.initial_state is None
@@ -85,14 +89,22 @@ class ModelRuntime:
         """A fresh [batch, S] state matrix, every row the initial state."""
         return np.tile(self.initial_state, (batch, 1))
 
-    def run(self, x: npt.ArrayLike, state: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+    def run(
+        self, x: npt.ArrayLike, state: npt.ArrayLike, time: npt.ArrayLike | None = None
+    ) -> tuple[FloatArray, FloatArray]:
         """Apply ``x`` [B, T, F] to ``state`` [B, S]: forecast [B, H, Q] and state_out [B, S].
 
-        Arrays that are already C-contiguous float32 pass through without a copy. Values are
-        not checked for NaN here (that is the request layer's job, once per request).
+        ``time`` [B, T] holds each observation's epoch seconds. The service always has them
+        and always passes them; only a graph with the time input (``takes_time``) gets them,
+        and such a graph cannot run without them.
+
+        Arrays that are already C-contiguous float32 (float64 for ``time``) pass through
+        without a copy. Values are not checked for NaN here (that is the request layer's job,
+        once per request).
 
         Raises:
-            InvalidInput: a shape that does not fit the model.
+            InvalidInput: a shape that does not fit the model, or no times for a graph that
+                reads them.
             ModelNotReady: the runtime was closed.
         """
         session = self._session
@@ -110,14 +122,32 @@ class ModelRuntime:
                 f"state must be [{x_arr.shape[0]}, {self.state_size}], got {list(state_arr.shape)}",
                 field=INPUT_STATE,
             )
-        forecast, state_out = session.run(self._outputs, {INPUT_X: x_arr, INPUT_STATE: state_arr})
+        feeds: dict[str, npt.NDArray[np.float32] | TimeArray] = {
+            INPUT_X: x_arr,
+            INPUT_STATE: state_arr,
+        }
+        if self.takes_time:
+            if time is None:
+                raise InvalidInput(
+                    f"model {self.name!r} reads each observation's time; none was given",
+                    field=INPUT_TIME,
+                )
+            time_arr = np.ascontiguousarray(time, dtype=np.float64)
+            if time_arr.shape != x_arr.shape[:2]:
+                raise InvalidInput(
+                    f"time must be [{x_arr.shape[0]}, {x_arr.shape[1]}], got "
+                    f"{list(time_arr.shape)}",
+                    field=INPUT_TIME,
+                )
+            feeds[INPUT_TIME] = time_arr
+        forecast, state_out = session.run(self._outputs, feeds)
         return forecast, state_out
 
     async def run_async(
-        self, x: npt.ArrayLike, state: npt.ArrayLike
+        self, x: npt.ArrayLike, state: npt.ArrayLike, time: npt.ArrayLike | None = None
     ) -> tuple[FloatArray, FloatArray]:
         """:meth:`run` in a worker thread; onnxruntime releases the GIL, the loop stays free."""
-        return await asyncio.to_thread(self.run, x, state)
+        return await asyncio.to_thread(self.run, x, state, time)
 
     def close(self) -> None:
         """Drop the session; calls in flight finish, later ones raise ModelNotReady."""
@@ -283,8 +313,10 @@ def _smoke_test(runtime: ModelRuntime) -> None:
     """Run B=2, T=3 once: shape inference can lie, a real call cannot."""
     batch, steps = 2, 3
     x = np.zeros((batch, steps, runtime.n_features), dtype=np.float32)
+    # Any real times will do: an hour apart, from 2026-01-01 UTC.
+    time = np.broadcast_to(1_767_225_600.0 + 3600.0 * np.arange(steps), (batch, steps))
     try:
-        forecast, state_out = runtime.run(x, runtime.initial_states(batch))
+        forecast, state_out = runtime.run(x, runtime.initial_states(batch), time)
     except Exception as exc:
         raise ModelRefused(
             f"model {runtime.name} version {runtime.version} fails a trial run with "
