@@ -1,7 +1,8 @@
 """The state store protocol that every backend implements.
 
 Stores deal in opaque encoded records (see ``record.py``); the only thing they know about a
-record is where its compare-and-set token sits (bytes 4..20).
+record is where its compare-and-set token (bytes 4..20) and write nonce (bytes 74..82) sit.
+The compare-and-set rule itself is written once for every backend, in ``cas.py``.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
+
+from service.state.cas import Item, Outcome
 
 
 @runtime_checkable
@@ -26,6 +29,15 @@ class StateStore(Protocol):
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """``get`` for many keys in one round trip, in the order given."""
+        ...
+
+    async def commit_many(self, items: Sequence[Item], ttl_seconds: float) -> list[Outcome]:
+        """Compare-and-set (or verify) many ``(key, expected, value)`` in one round trip.
+
+        The rule is ``service.state.cas``'s: each item succeeds or fails on its own, in
+        order; its outcome is True, or the record the key holds now (None: none), so the
+        caller can step again from it without another read.
+        """
         ...
 
     async def compare_and_set(

@@ -30,12 +30,12 @@ from typing import Any, cast
 import redis.exceptions as redis_errors
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
+from service.state.cas import CAS_BODY, Item, Outcome, outcomes, pack
 from service.state.redis import (
     RedisCommands,
     bounded,
     client_options,
     seconds_left,
-    token_arg,
     ttl_milliseconds,
 )
 
@@ -54,45 +54,8 @@ class NodeScript:
 #: Prefix of the error a batch script returns when its node does not serve one of its keys.
 _NOT_LOCAL = "NOTLOCAL"
 
-#: ``CAS_SCRIPT`` for the keys one node serves. ARGV: the time to live in milliseconds, then
-#: per item its key, expected token ('' for "must not exist") and new value.
-NODE_CAS_SCRIPT = NodeScript(
-    """#!lua flags=allow-cross-slot-keys
-local ttl = ARGV[1]
-local n = (#ARGV - 1) / 3
-local current = {}
-for i = 1, n do
-  local reply = redis.pcall('GET', ARGV[3 * i - 1])
-  if type(reply) == 'table' and reply.err then
-    return redis.error_reply('NOTLOCAL ' .. reply.err)
-  end
-  current[i] = reply
-end
-local written = {}
-local results = {}
-for i = 1, n do
-  local key, expected, value = ARGV[3 * i - 1], ARGV[3 * i], ARGV[3 * i + 1]
-  local cur = written[key]
-  if cur == nil then cur = current[i] end
-  local ok
-  if cur == value then
-    ok = true
-  elseif expected == '' then
-    ok = not cur
-  else
-    ok = cur and string.sub(cur, 5, 20) == expected
-  end
-  if ok then
-    redis.call('SET', key, value, 'PX', ttl)
-    written[key] = value
-    results[i] = 1
-  else
-    results[i] = 0
-  end
-end
-return results
-"""
-)
+#: ``cas.CAS_BODY`` for the keys one node serves (its keys are in ARGV, in the packed items).
+NODE_CAS_SCRIPT = NodeScript("#!lua flags=allow-cross-slot-keys\n" + CAS_BODY)
 
 
 def node_reads(command: str) -> NodeScript:
@@ -136,6 +99,13 @@ class RedisClusterStore(RedisCommands[RedisCluster]):
     ``RedisCommands``' own: redis-py routes them by the key's slot.
     """
 
+    def __init__(
+        self, client: RedisCluster, *, timeout_seconds: float = 2.0, close_client: bool = False
+    ) -> None:
+        super().__init__(client, timeout_seconds=timeout_seconds, close_client=close_client)
+        # One key at a time, routed by redis-py: for the items of a node that refused a batch.
+        self._cas = client.register_script(NODE_CAS_SCRIPT.text)
+
     @classmethod
     def from_nodes(
         cls,
@@ -163,30 +133,25 @@ class RedisClusterStore(RedisCommands[RedisCluster]):
         values = await self._read_each(NODE_GET_SCRIPT, keys, self._client.get, "MGET")
         return cast(list[bytes | None], values)
 
-    async def compare_and_set_many(
-        self, items: Sequence[tuple[str, bytes | None, bytes]], ttl_seconds: float
-    ) -> list[bool]:
+    async def commit_many(self, items: Sequence[Item], ttl_seconds: float) -> list[Outcome]:
         if not items:
             return []
         ttl = ttl_milliseconds(ttl_seconds)
-        tokens = [token_arg(token) for _, token, _ in items]  # refuse bad ones before sending
+        packed = [pack([item]) for item in items]  # refuses bad items before sending
 
         def argv(indexes: list[int]) -> list[str | bytes | int]:
-            out: list[str | bytes | int] = [ttl]
-            for i in indexes:
-                out += [items[i][0], tokens[i], items[i][2]]
-            return out
+            return [ttl, b"".join(packed[i] for i in indexes)]
 
         async def one(index: int) -> Any:
-            key, _, value = items[index]
-            results = await self._cas(keys=[key], args=[ttl, tokens[index], value])
+            # The key declared, so redis-py routes the call and follows redirects.
+            results = await self._cas(keys=[items[index][0]], args=[ttl, packed[index]])
             return results[0]
 
         keys = [key for key, _, _ in items]
-        results = await bounded(
+        reply = await bounded(
             self._per_node(NODE_CAS_SCRIPT, keys, argv, one), self._timeout, "compare-and-set"
         )
-        return [bool(result) for result in results]
+        return outcomes(reply)
 
     async def time_left(self, keys: Sequence[str]) -> list[float | None]:
         pttls = await self._read_each(NODE_PTTL_SCRIPT, keys, self._client.pttl, "PTTL")

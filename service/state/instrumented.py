@@ -9,6 +9,7 @@ from typing import TypeVar
 from service.errors import StoreUnavailable
 from service.metrics import Metrics
 from service.state.base import StateStore
+from service.state.cas import Item, Outcome
 
 T = TypeVar("T")
 
@@ -36,6 +37,9 @@ class InstrumentedStore:
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return await self._timed("get_many", self.inner.get_many(keys))
+
+    async def commit_many(self, items: Sequence[Item], ttl_seconds: float) -> list[Outcome]:
+        return await self._timed("commit_many", self.inner.commit_many(items, ttl_seconds))
 
     async def compare_and_set(
         self, key: str, expected_token: bytes | None, value: bytes, ttl_seconds: float

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from service.state.base import check_count, quota_ttl_ms, settle_left_ms
-from service.state.record import TOKEN_SIZE, token_of
+from service.state.cas import CompareAndSet, Item, Outcome, check_expected, succeeds
 
 #: Run a sweep after this many operations ...
 _SWEEP_EVERY = 32
@@ -21,7 +21,7 @@ _SWEEP_EVERY = 32
 _SWEEP_BATCH = 64
 
 
-class MemoryStore:
+class MemoryStore(CompareAndSet):
     """A dict of key -> (record, monotonic deadline) with lazy expiry and a bounded sweep.
 
     Expired entries are dropped when touched, and every ``_SWEEP_EVERY`` operations a sweep
@@ -51,21 +51,12 @@ class MemoryStore:
         now = time.monotonic()
         return [self._live(key, now) for key in keys]
 
-    async def compare_and_set(
-        self, key: str, expected_token: bytes | None, value: bytes, ttl_seconds: float
-    ) -> bool:
-        _check_args(expected_token, ttl_seconds)
-        self._tick()
-        return self._cas(key, expected_token, value, ttl_seconds, time.monotonic())
-
-    async def compare_and_set_many(
-        self, items: Sequence[tuple[str, bytes | None, bytes]], ttl_seconds: float
-    ) -> list[bool]:
-        for _, token, _ in items:
-            _check_args(token, ttl_seconds)
+    async def commit_many(self, items: Sequence[Item], ttl_seconds: float) -> list[Outcome]:
+        for _, expected, _ in items:
+            _check_args(expected, ttl_seconds)
         self._tick()
         now = time.monotonic()
-        return [self._cas(key, token, value, ttl_seconds, now) for key, token, value in items]
+        return [self._commit(key, expected, value, ttl_seconds, now) for key, expected, value in items]
 
     async def put(self, key: str, value: bytes, ttl_seconds: float) -> None:
         _check_args(None, ttl_seconds)
@@ -145,19 +136,15 @@ class MemoryStore:
             return None
         return value
 
-    def _cas(
-        self, key: str, expected: bytes | None, value: bytes, ttl_seconds: float, now: float
-    ) -> bool:
+    def _commit(
+        self, key: str, expected: bytes | None, value: bytes | None, ttl_seconds: float, now: float
+    ) -> Outcome:
         current = self._live(key, now)
-        if current == value:
-            ok = True  # this very write is already stored (a retried call): it counts as done
-        elif expected is None:
-            ok = current is None
-        else:
-            ok = current is not None and token_of(current) == expected
-        if ok:
+        if not succeeds(current, expected, value):
+            return current
+        if value is not None:
             self._write(key, value, ttl_seconds, now)
-        return ok
+        return True
 
     def _write(self, key: str, value: bytes, ttl_seconds: float, now: float) -> None:
         self._entries[key] = (bytes(value), now + ttl_seconds)
@@ -185,8 +172,7 @@ class MemoryStore:
 
 def _check_args(token: bytes | None, ttl_seconds: float) -> None:
     """Refuse what can only be a caller's bug, the same way every backend does."""
-    if token is not None and len(token) != TOKEN_SIZE:
-        raise ValueError(f"a compare-and-set token is {TOKEN_SIZE} bytes, got {len(token)}")
+    check_expected(token)
     if not ttl_seconds > 0:
         raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds}")
 

@@ -1,6 +1,6 @@
-"""The binary record kept per stream, and the stream key layout.
+"""The binary record kept per stream, its one codec, and the stream key layout.
 
-Layout (little-endian)::
+Layout (little-endian, packed)::
 
     offset  size  field
     0       2     magic b"FS"
@@ -25,12 +25,21 @@ Layout (little-endian)::
     ...     8*R   history timestamps, float64
     ...     4*R*F history values, float32
 
+There is one codec: each combination of the sizes (a ``Layout``) is a numpy structured dtype,
+and a batch of records that share one is decoded with one ``np.frombuffer`` and encoded with
+one ``tobytes``. A single record (``StreamRecord``) is a one-row block of that dtype.
+
 The history lets a stream be rebuilt under new model weights (replayed from the initial
 state) and gaps be filled with the last reading's values (gap policies forward and median).
+The latest forecast is kept so ``GET`` answers without a model call, and so the forecast
+issued for the next reading's time is at hand when that reading arrives.
 
-Bytes 4..20 (incarnation + seq) are the compare-and-set token: a writer succeeds only if
+Bytes 4..20 (incarnation + seq) are the compare-and-set *token*: a writer succeeds only if
 the stored record still carries the token it read. The incarnation makes a stream that was
-deleted and re-created with the same seq a different stream for that check.
+deleted and re-created with the same seq a different stream for that check. With the write
+nonce (bytes 74..82) the token becomes the record's *stamp*, which names exactly one record
+ever written: a writer that steps from a record it cached uses the stamp, so even a store
+that lost writes and came back at the same seq with other contents cannot pass.
 """
 
 from __future__ import annotations
@@ -38,7 +47,6 @@ from __future__ import annotations
 import functools
 import math
 import secrets
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -50,12 +58,48 @@ FORMAT_VERSION = 1
 FLAG_FORECAST = 0x01
 TOKEN_SLICE = slice(4, 20)
 TOKEN_SIZE = 16
-
-_HEADER = struct.Struct("<2sBBQQd32sIHHHIQHH")
-HEADER_SIZE = _HEADER.size  # 86
+NONCE_SLICE = slice(74, 82)
+STAMP_SIZE = 24
 
 FloatArray = npt.NDArray[np.float32]
 TimeArray = npt.NDArray[np.float64]
+Block = npt.NDArray[np.void]
+
+#: The header as numpy fields (packed, little-endian), in the order of the table above.
+_HEADER_FIELDS: list[tuple[str, str]] = [
+    ("magic", "S2"),
+    ("format", "u1"),
+    ("flags", "u1"),
+    ("incarnation", "<u8"),
+    ("seq", "<u8"),
+    ("last_ts", "<f8"),
+    ("fingerprint", "V32"),
+    ("version", "<u4"),
+    ("name_len", "<u2"),
+    ("horizon", "<u2"),
+    ("quantiles", "<u2"),
+    ("state_size", "<u4"),
+    ("nonce", "<u8"),
+    ("rows", "<u2"),
+    ("width", "<u2"),
+]
+HEADER = np.dtype(_HEADER_FIELDS)
+HEADER_SIZE = HEADER.itemsize  # 86
+#: Fields whose values must fit their width, with that width in bits.
+_BITS = {
+    "incarnation": 64,
+    "seq": 64,
+    "version": 32,
+    "name_len": 16,
+    "horizon": 16,
+    "quantiles": 16,
+    "state_size": 32,
+    "nonce": 64,
+    "rows": 16,
+    "width": 16,
+}
+
+NO_TIMESTAMP = -math.inf
 
 
 class RecordError(ValueError):
@@ -66,9 +110,107 @@ def new_incarnation() -> int:
     return secrets.randbits(64)
 
 
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """The sizes that fix a record's byte layout; records that share them share a dtype."""
+
+    name_len: int
+    state_size: int
+    horizon: int  # 0 without a forecast
+    quantiles: int
+    rows: int
+    width: int  # 0 without history
+
+    @classmethod
+    def of(cls, record: StreamRecord) -> Layout:
+        forecast = record.forecast
+        history = record.history_values
+        return cls(
+            name_len=len(record.model.encode("utf-8")),
+            state_size=int(np.asarray(record.state).size),
+            horizon=0 if forecast is None else int(forecast.shape[0]),
+            quantiles=0 if forecast is None else int(forecast.shape[1]),
+            rows=0 if history is None else int(history.shape[0]),
+            width=0 if history is None else int(history.shape[1]),
+        )
+
+    @property
+    def dtype(self) -> np.dtype[np.void]:
+        return _layout_dtype(self)
+
+    @property
+    def size(self) -> int:
+        return (
+            HEADER_SIZE
+            + self.name_len
+            + 4 * self.state_size
+            + 4 * self.horizon * self.quantiles
+            + 8 * self.rows
+            + 4 * self.rows * self.width
+        )
+
+
+@functools.lru_cache(maxsize=256)
+def _layout_dtype(layout: Layout) -> np.dtype[np.void]:
+    fields: list[tuple[str, str] | tuple[str, str, tuple[int, ...]]] = [*_HEADER_FIELDS]
+    fields.append(("name", f"V{layout.name_len}"))
+    fields.append(("state", "<f4", (layout.state_size,)))
+    if layout.horizon:
+        fields.append(("forecast", "<f4", (layout.horizon, layout.quantiles)))
+    if layout.rows:
+        fields.append(("history_ts", "<f8", (layout.rows,)))
+        fields.append(("history_values", "<f4", (layout.rows, layout.width)))
+    dtype = np.dtype(fields)
+    assert dtype.itemsize == layout.size
+    return dtype
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """What every record of one block shares besides its sizes: the model that built it."""
+
+    model: str
+    version: int
+    fingerprint: str
+    layout: Layout
+
+
+def read_header(data: bytes) -> Kind:
+    """Check ``data`` is a whole record of a format this code reads; what it holds.
+
+    Raises ``RecordError`` naming the first problem: too short, foreign bytes, another
+    format, a length its header does not account for, a model name that is not UTF-8.
+    """
+    if len(data) < HEADER_SIZE:
+        raise RecordError(f"record of {len(data)} bytes is shorter than its header")
+    head = np.frombuffer(data, dtype=HEADER, count=1)[0]
+    if bytes(head["magic"]) != MAGIC:
+        raise RecordError("not a stream record (bad magic)")
+    if int(head["format"]) != FORMAT_VERSION:
+        raise RecordError(f"stream record format {int(head['format'])} is not supported")
+    has_forecast = bool(int(head["flags"]) & FLAG_FORECAST)
+    rows = int(head["rows"])
+    layout = Layout(
+        name_len=int(head["name_len"]),
+        state_size=int(head["state_size"]),
+        horizon=int(head["horizon"]) if has_forecast else 0,
+        quantiles=int(head["quantiles"]) if has_forecast else 0,
+        rows=rows,
+        width=int(head["width"]) if rows else 0,
+    )
+    if len(data) != layout.size:
+        raise RecordError(f"record is {len(data)} bytes, its header says {layout.size}")
+    try:
+        name = data[HEADER_SIZE : HEADER_SIZE + layout.name_len].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordError("stream record model name is not UTF-8") from exc
+    fingerprint = head["fingerprint"].tobytes().hex()
+    return Kind(name, int(head["version"]), fingerprint, layout)
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class StreamRecord:
-    """What the store keeps for one stream."""
+    """What the store keeps for one stream: a one-row view of the block codec."""
 
     model: str
     version: int
@@ -88,201 +230,88 @@ class StreamRecord:
     @property
     def token(self) -> bytes:
         """The compare-and-set token of this record (bytes 4..20 of its encoding)."""
-        return struct.pack("<QQ", self.incarnation, self.seq)
+        return np.array([self.incarnation, self.seq], dtype="<u8").tobytes()
 
     def encode(self) -> bytes:
-        name = self.model.encode("utf-8")
-        state = np.ascontiguousarray(self.state, dtype="<f4").reshape(-1)
-        if self.forecast is not None:
-            forecast = np.ascontiguousarray(self.forecast, dtype="<f4")
-            if forecast.ndim != 2:
-                raise RecordError("forecast must be [horizon, quantiles]")
-            horizon, n_quantiles = forecast.shape
-            flags, tail = FLAG_FORECAST, forecast.tobytes()
-        else:
-            horizon = n_quantiles = 0
-            flags, tail = 0, b""
+        if self.forecast is not None and np.ndim(self.forecast) != 2:
+            raise RecordError("forecast must be [horizon, quantiles]")
         if self.history_ts is not None and self.history_values is not None:
-            hist_ts = np.ascontiguousarray(self.history_ts, dtype="<f8").reshape(-1)
-            hist_values = np.ascontiguousarray(self.history_values, dtype="<f4")
-            if hist_values.ndim != 2 or hist_values.shape[0] != hist_ts.size:
+            if np.ndim(self.history_values) != 2 or np.shape(self.history_values)[0] != np.size(
+                self.history_ts
+            ):
                 raise RecordError("history values must be [rows, features], one row per time")
-            rows, width = hist_values.shape
-            tail += hist_ts.tobytes() + hist_values.tobytes()
+            record = self
         else:
-            rows = width = 0
-        try:
-            fingerprint = bytes.fromhex(self.fingerprint)
-        except ValueError as exc:
-            raise RecordError(f"fingerprint {self.fingerprint!r} is not hex") from exc
-        if len(fingerprint) != 32:
-            # struct would pad or cut it silently, and the record would name another model.
-            raise RecordError(f"fingerprint must be a sha256 (32 bytes), got {len(fingerprint)}")
-        try:
-            header = _HEADER.pack(
-                MAGIC,
-                FORMAT_VERSION,
-                flags,
+            record = StreamRecord(  # a half-given history is no history
+                self.model,
+                self.version,
+                self.fingerprint,
                 self.incarnation,
                 self.seq,
                 self.last_ts,
-                fingerprint,
-                self.version,
-                len(name),
-                horizon,
-                n_quantiles,
-                state.size,
+                self.state,
+                self.forecast,
                 self.nonce,
-                rows,
-                width,
             )
-        except struct.error as exc:
-            raise RecordError(f"record field out of range: {exc}") from exc
-        return b"".join((header, name, state.tobytes(), tail))
+        layout = Layout.of(record)
+        try:
+            fingerprint = bytes.fromhex(record.fingerprint)
+        except ValueError as exc:
+            raise RecordError(f"fingerprint {record.fingerprint!r} is not hex") from exc
+        if len(fingerprint) != 32:
+            # The record would name another model than the one that made its state.
+            raise RecordError(f"fingerprint must be a sha256 (32 bytes), got {len(fingerprint)}")
+        header = {
+            "incarnation": record.incarnation,
+            "seq": record.seq,
+            "version": record.version,
+            "name_len": layout.name_len,
+            "horizon": layout.horizon,
+            "quantiles": layout.quantiles,
+            "state_size": layout.state_size,
+            "nonce": record.nonce,
+            "rows": layout.rows,
+            "width": layout.width,
+        }
+        for name, value in header.items():
+            if not 0 <= value < 1 << _BITS[name]:
+                raise RecordError(f"record field out of range: {name}={value}")
+        block = np.zeros(1, dtype=layout.dtype)
+        row = block[0]
+        for name, value in header.items():
+            row[name] = value
+        row["magic"] = MAGIC
+        row["format"] = FORMAT_VERSION
+        row["flags"] = FLAG_FORECAST if layout.horizon else 0
+        row["last_ts"] = record.last_ts
+        row["fingerprint"] = np.void(fingerprint)
+        row["name"] = np.void(record.model.encode("utf-8"))
+        row["state"] = np.asarray(record.state, dtype=np.float32).reshape(-1)
+        if record.forecast is not None and layout.horizon:
+            row["forecast"] = record.forecast
+        if layout.rows:
+            row["history_ts"] = record.history_ts
+            row["history_values"] = record.history_values
+        return block.tobytes()
 
     @classmethod
     def decode(cls, data: bytes) -> StreamRecord:
-        if len(data) < HEADER_SIZE:
-            raise RecordError(f"record of {len(data)} bytes is shorter than its header")
-        (
-            magic,
-            fmt,
-            flags,
-            incarnation,
-            seq,
-            last_ts,
-            fingerprint,
-            version,
-            name_len,
-            horizon,
-            n_quantiles,
-            state_size,
-            nonce,
-            rows,
-            width,
-        ) = _HEADER.unpack_from(data)
-        if magic != MAGIC:
-            raise RecordError("not a stream record (bad magic)")
-        if fmt != FORMAT_VERSION:
-            raise RecordError(f"stream record format {fmt} is not supported")
-        has_forecast = bool(flags & FLAG_FORECAST)
-        n_forecast = horizon * n_quantiles if has_forecast else 0
-        expected = (
-            HEADER_SIZE + name_len + 4 * state_size + 4 * n_forecast + 8 * rows + 4 * rows * width
-        )
-        if len(data) != expected:
-            raise RecordError(f"record is {len(data)} bytes, its header says {expected}")
-        offset = HEADER_SIZE
-        try:
-            name = data[offset : offset + name_len].decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise RecordError("stream record model name is not UTF-8") from exc
-        offset += name_len
-        state = np.frombuffer(data, dtype="<f4", count=state_size, offset=offset).astype(np.float32)
-        offset += 4 * state_size
-        forecast = None
-        if has_forecast:
-            forecast = (
-                np.frombuffer(data, dtype="<f4", count=n_forecast, offset=offset)
-                .astype(np.float32)
-                .reshape(horizon, n_quantiles)
-            )
-            offset += 4 * n_forecast
-        history_ts = history_values = None
-        if rows:
-            history_ts = np.frombuffer(data, dtype="<f8", count=rows, offset=offset).astype(
-                np.float64
-            )
-            offset += 8 * rows
-            history_values = (
-                np.frombuffer(data, dtype="<f4", count=rows * width, offset=offset)
-                .astype(np.float32)
-                .reshape(rows, width)
-            )
+        kind = read_header(data)
+        row = np.frombuffer(data, dtype=kind.layout.dtype, count=1)[0]
+        layout = kind.layout
         return cls(
-            model=name,
-            version=version,
-            fingerprint=fingerprint.hex(),
-            incarnation=incarnation,
-            seq=seq,
-            last_ts=last_ts,
-            state=state,
-            forecast=forecast,
-            nonce=nonce,
-            history_ts=history_ts,
-            history_values=history_values,
+            model=kind.model,
+            version=kind.version,
+            fingerprint=kind.fingerprint,
+            incarnation=int(row["incarnation"]),
+            seq=int(row["seq"]),
+            last_ts=float(row["last_ts"]),
+            state=row["state"].astype(np.float32),
+            forecast=row["forecast"].astype(np.float32) if layout.horizon else None,
+            nonce=int(row["nonce"]),
+            history_ts=row["history_ts"].astype(np.float64) if layout.rows else None,
+            history_values=row["history_values"].astype(np.float32) if layout.rows else None,
         )
-
-
-#: The header as numpy fields, in ``_HEADER``'s order (packed, little-endian).
-_HEADER_FIELDS: list[tuple[str, str]] = [
-    ("magic", "S2"),
-    ("format", "u1"),
-    ("flags", "u1"),
-    ("incarnation", "<u8"),
-    ("seq", "<u8"),
-    ("last_ts", "<f8"),
-    ("fingerprint", "V32"),
-    ("version", "<u4"),
-    ("name_len", "<u2"),
-    ("horizon", "<u2"),
-    ("quantiles", "<u2"),
-    ("state_size", "<u4"),
-    ("nonce", "<u8"),
-    ("rows", "<u2"),
-    ("width", "<u2"),
-]
-
-
-@dataclass(frozen=True, slots=True)
-class Layout:
-    """The sizes that fix a record's byte layout; records that share them share a dtype."""
-
-    name_len: int
-    state_size: int
-    horizon: int  # 0 without a forecast
-    quantiles: int
-    rows: int
-    width: int
-
-    @classmethod
-    def of(cls, record: StreamRecord) -> Layout:
-        forecast = record.forecast
-        history = record.history_values
-        return cls(
-            name_len=len(record.model.encode("utf-8")),
-            state_size=int(np.asarray(record.state).size),
-            horizon=0 if forecast is None else int(forecast.shape[0]),
-            quantiles=0 if forecast is None else int(forecast.shape[1]),
-            rows=0 if history is None else int(history.shape[0]),
-            width=0 if history is None else int(history.shape[1]),
-        )
-
-    @property
-    def dtype(self) -> np.dtype[np.void]:
-        return _layout_dtype(self)
-
-
-@functools.lru_cache(maxsize=64)
-def _layout_dtype(layout: Layout) -> np.dtype[np.void]:
-    fields: list[tuple[str, str] | tuple[str, str, tuple[int, ...]]] = [*_HEADER_FIELDS]
-    fields.append(("name", f"V{layout.name_len}"))
-    fields.append(("state", "<f4", (layout.state_size,)))
-    if layout.horizon:
-        fields.append(("forecast", "<f4", (layout.horizon, layout.quantiles)))
-    if layout.rows:
-        fields.append(("history_ts", "<f8", (layout.rows,)))
-        fields.append(("history_values", "<f4", (layout.rows, layout.width)))
-    dtype = np.dtype(fields)
-    assert dtype.itemsize == (
-        HEADER_SIZE
-        + layout.name_len
-        + 4 * layout.state_size
-        + 4 * layout.horizon * layout.quantiles
-        + 8 * layout.rows
-        + 4 * layout.rows * layout.width
-    )
-    return dtype
 
 
 def layout_key(data: bytes) -> tuple[int, bytes]:
@@ -295,18 +324,18 @@ def layout_key(data: bytes) -> tuple[int, bytes]:
     return len(data), data[:4] + data[28:74] + data[82 : HEADER_SIZE + name_len]
 
 
-def decode_block(records: Sequence[bytes]) -> tuple[StreamRecord, npt.NDArray[np.void]]:
+def decode_block(records: Sequence[bytes]) -> tuple[Kind, Block]:
     """Many records of one ``layout_key`` as one structured array (one row per record).
 
-    The first is decoded and checked field by field (``RecordError`` if it is not a valid
-    record); the others share every byte that check looked at, except the per-stream ones.
+    The first is checked (``RecordError`` if it is not a valid record); the others share
+    every byte that check looked at, except the per-stream ones.
     """
-    first = StreamRecord.decode(records[0])
-    block = np.frombuffer(b"".join(records), dtype=Layout.of(first).dtype)
-    return first, block
+    kind = read_header(records[0])
+    data = records[0] if len(records) == 1 else b"".join(records)
+    return kind, np.frombuffer(data, dtype=kind.layout.dtype)
 
 
-def encode_block(block: npt.NDArray[np.void]) -> list[bytes]:
+def encode_block(block: Block) -> list[bytes]:
     """The records of a structured array of one layout, each as its own bytes."""
     data = block.tobytes()
     size = block.dtype.itemsize
@@ -323,7 +352,9 @@ def token_of(data: bytes) -> bytes:
     return data[TOKEN_SLICE]
 
 
-NO_TIMESTAMP = -math.inf
+def stamp_of(data: bytes) -> bytes:
+    """The record's stamp (token and write nonce): it names exactly this record."""
+    return data[TOKEN_SLICE] + data[NONCE_SLICE]
 
 
 def stream_key(prefix: str, tenant: str, stream_id: str) -> str:

@@ -23,7 +23,7 @@ from redis.backoff import NoBackoff
 
 from service.errors import StoreUnavailable
 from service.state.base import check_count, quota_ttl_ms, settle_left_ms
-from service.state.record import TOKEN_SIZE
+from service.state.cas import CAS_BODY, CompareAndSet, Item, Outcome, outcomes, pack
 
 if TYPE_CHECKING:
     from redis.asyncio.cluster import RedisCluster
@@ -31,37 +31,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 #: The client a backend talks through: one server, or a cluster.
 ClientT = TypeVar("ClientT", bound="Redis | RedisCluster")
-
-#: Compare-and-set of many keys in one atomic step. KEYS are the stream keys; ARGV[1] is
-#: the time to live in milliseconds, then per key its expected token and its new value.
-#: An empty expected token means "the key must not exist" (a real token is 16 bytes).
-#: Items apply in order, so a key given twice sees the first item's write.
-#: A key that already holds exactly the new value counts as written: a call retried after
-#: its reply was lost (the client retries once) then reports the write that did land.
-CAS_SCRIPT = """
-local ttl = ARGV[1]
-local results = {}
-for i, key in ipairs(KEYS) do
-  local expected = ARGV[2 * i]
-  local value = ARGV[2 * i + 1]
-  local current = redis.call('GET', key)
-  local ok
-  if current == value then
-    ok = true
-  elseif expected == '' then
-    ok = not current
-  else
-    ok = current and string.sub(current, 5, 20) == expected
-  end
-  if ok then
-    redis.call('SET', key, value, 'PX', ttl)
-    results[i] = 1
-  else
-    results[i] = 0
-  end
-end
-return results
-"""
 
 #: The store's clock for quota scores, in whole milliseconds (the Redis server's TIME, so
 #: replicas with skewed clocks agree on every deadline). Effects replication (Redis >= 5)
@@ -195,15 +164,6 @@ def ttl_milliseconds(ttl_seconds: float) -> int:
     return max(1, math.ceil(ttl_seconds * 1000))
 
 
-def token_arg(token: bytes | None) -> bytes:
-    """The script's encoding of an expected token: empty for "must not exist"."""
-    if token is None:
-        return b""
-    if len(token) != TOKEN_SIZE:
-        raise ValueError(f"a compare-and-set token is {TOKEN_SIZE} bytes, got {len(token)}")
-    return bytes(token)
-
-
 def seconds_left(pttl: int) -> float | None:
     """``StateStore.time_left``'s answer for one PTTL reply."""
     if pttl == -2:
@@ -213,20 +173,7 @@ def seconds_left(pttl: int) -> float | None:
     return pttl / 1000
 
 
-def cas_arguments(
-    items: Sequence[tuple[str, bytes | None, bytes]], ttl_seconds: float
-) -> tuple[list[str], list[bytes | int]]:
-    """KEYS and ARGV of ``CAS_SCRIPT`` for ``items``."""
-    keys: list[str] = []
-    args: list[bytes | int] = [ttl_milliseconds(ttl_seconds)]
-    for key, token, value in items:
-        keys.append(key)
-        args.append(token_arg(token))
-        args.append(value)
-    return keys, args
-
-
-class RedisCommands(Generic[ClientT]):
+class RedisCommands(CompareAndSet, Generic[ClientT]):
     """The calls both Redis backends make the same way, on one key routed by redis-py.
 
     ``RedisStore`` and ``RedisClusterStore`` differ only in how they reach many keys at once
@@ -249,9 +196,6 @@ class RedisCommands(Generic[ClientT]):
         self._client: ClientT = client
         self._timeout = timeout_seconds
         self._close_client = close_client
-        # EVALSHA (routed by the key's slot on a cluster), loading the script again by itself
-        # if Redis lost its script cache.
-        self._cas = client.register_script(CAS_SCRIPT)
         # A quota is one key: these run on the node serving it, like any single-key call.
         self._quota_admit = client.register_script(QUOTA_ADMIT_SCRIPT)
         self._quota_lapsed = client.register_script(QUOTA_LAPSED_SCRIPT)
@@ -260,13 +204,6 @@ class RedisCommands(Generic[ClientT]):
     async def get(self, key: str) -> bytes | None:
         value = await bounded(self._client.get(key), self._timeout, "GET")
         return cast(bytes | None, value)
-
-    async def compare_and_set(
-        self, key: str, expected_token: bytes | None, value: bytes, ttl_seconds: float
-    ) -> bool:
-        keys, args = cas_arguments([(key, expected_token, value)], ttl_seconds)
-        results = await bounded(self._cas(keys=keys, args=args), self._timeout, "compare-and-set")
-        return bool(results[0])
 
     async def put(self, key: str, value: bytes, ttl_seconds: float) -> None:
         px = ttl_milliseconds(ttl_seconds)
@@ -327,6 +264,8 @@ class RedisStore(RedisCommands[Redis]):
     ) -> None:
         super().__init__(client, timeout_seconds=timeout_seconds, close_client=close_client)
         self._pttl = client.register_script(PTTL_SCRIPT)
+        # EVALSHA, loading the script again by itself if Redis lost its script cache.
+        self._cas = client.register_script(CAS_BODY)
 
     @classmethod
     def from_url(cls, url: str, *, timeout_seconds: float = 2.0) -> RedisStore:
@@ -340,14 +279,12 @@ class RedisStore(RedisCommands[Redis]):
         values = await bounded(self._client.mget(list(keys)), self._timeout, "MGET")
         return cast(list[bytes | None], values)
 
-    async def compare_and_set_many(
-        self, items: Sequence[tuple[str, bytes | None, bytes]], ttl_seconds: float
-    ) -> list[bool]:
+    async def commit_many(self, items: Sequence[Item], ttl_seconds: float) -> list[Outcome]:
         if not items:
             return []
-        keys, args = cas_arguments(items, ttl_seconds)
-        results = await bounded(self._cas(keys=keys, args=args), self._timeout, "compare-and-set")
-        return [bool(result) for result in results]
+        args = [ttl_milliseconds(ttl_seconds), pack(items)]
+        reply = await bounded(self._cas(keys=[], args=args), self._timeout, "compare-and-set")
+        return outcomes(reply)
 
     async def time_left(self, keys: Sequence[str]) -> list[float | None]:
         if not keys:
