@@ -44,6 +44,9 @@ class MicroBatcher(Generic[T, R]):
     One worker drains the queue, so batches run one after another and items keep their
     submission order across batches (what per-stream ordering relies on). ``max_delay``
     optionally holds a non-full batch open to let more items join; 0 sends what is waiting.
+
+    ``size`` weighs an item (one request may carry many streams): a batch takes items while
+    their sizes add up to at most ``max_items``, and always at least one.
     """
 
     def __init__(
@@ -53,8 +56,10 @@ class MicroBatcher(Generic[T, R]):
         max_items: int,
         max_delay: float = 0.0,
         name: str = "batcher",
+        size: Callable[[T], int] | None = None,
     ) -> None:
         self._process = process
+        self._size = size
         self._max_items = max_items
         self._max_delay = max_delay
         self._name = name
@@ -101,13 +106,12 @@ class MicroBatcher(Generic[T, R]):
             await wakeup.wait()
             wakeup.clear()
             while self._queue and not self._closing:
-                if self._max_delay > 0 and len(self._queue) < self._max_items:
+                if self._max_delay > 0 and self._waiting() < self._max_items:
                     deadline = self._queue[0].enqueued + self._max_delay
                     pause = deadline - time.monotonic()
                     if pause > 0:
                         await asyncio.sleep(pause)
-                count = min(len(self._queue), self._max_items)
-                batch = [self._queue.popleft() for _ in range(count)]
+                batch = self._take()
                 self._requeued.clear()
                 try:
                     await self._process(batch)
@@ -118,6 +122,23 @@ class MicroBatcher(Generic[T, R]):
                     log.exception("%s: a batch of %d failed", self._name, len(batch))
                     _fail(batch, exc)
                 self._answer_forgotten(batch)
+
+    def _waiting(self) -> int:
+        if self._size is None:
+            return len(self._queue)
+        return sum(self._size(one.item) for one in self._queue)
+
+    def _take(self) -> list[Pending[T, R]]:
+        """The next batch: items from the head while their sizes fit ``max_items``."""
+        if self._size is None:
+            count = min(len(self._queue), self._max_items)
+            return [self._queue.popleft() for _ in range(count)]
+        batch = [self._queue.popleft()]
+        total = self._size(batch[0].item)
+        while self._queue and total + self._size(self._queue[0].item) <= self._max_items:
+            total += self._size(self._queue[0].item)
+            batch.append(self._queue.popleft())
+        return batch
 
     def _answer_forgotten(self, batch: Sequence[Pending[T, R]]) -> None:
         """Fail the items a processed batch neither answered nor put back: a bug, but one

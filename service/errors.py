@@ -27,6 +27,18 @@ class InvalidInput(ForecastError):
     code = "invalid-input"
 
 
+class WrongModel(InvalidInput):
+    """The stream runs another model (or version) than the one the request is for."""
+
+    title = "Stream runs another model"
+    code = "wrong-model"
+
+    def __init__(self, detail: str, *, model: str, version: int, field: str | None = None) -> None:
+        super().__init__(detail, field=field)
+        self.model = model
+        self.version = version
+
+
 class UnknownModel(ForecastError):
     title = "Unknown model"
     code = "unknown-model"

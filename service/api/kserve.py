@@ -35,13 +35,13 @@ REST API can read or delete them under those ids.
 Time. The core de-duplicates by timestamp (a reading at or before the stream's last one is
 skipped), which is what makes at-least-once senders safe. A request carrying ``timestamp``
 gets exactly that: a retried step is skipped and answered with the current forecast. Triton
-clients send no time at all, so for them each step gets synthetic times: the request's last
-reading is stamped one model period after the stream's last timestamp (0 for a fresh stream),
-its earlier readings evenly in between. Every step therefore moves the stream's clock by one
-period, whatever its T; and two steps computed from the same last timestamp (a race between
-replicas) end at the same time, so the loser is skipped whole, never in part, and is re-stamped
-from the new last timestamp and applied again. Such a step is not idempotent: a client that
-retries a step it already sent must send ``timestamp`` to be de-duplicated.
+clients send no time at all, so for them the core stamps each step itself, under the same
+compare-and-set as the state it makes: the request's last reading one model period after the
+stream's last timestamp (0 for a fresh stream), its earlier readings evenly in between. Every
+step therefore moves the stream's clock by one period, whatever its T; a step that lost a
+race with another replica is stamped again after the winner and applied. Such a step is not
+idempotent: a client that retries a step it already sent must send ``timestamp`` to be
+de-duplicated.
 
 Load tools: ``perf_analyzer`` fills every input the metadata lists, ``timestamp`` included;
 give it ``--input-data`` with ``x`` alone (or real increasing times), or random times will
@@ -78,8 +78,16 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
 from service import __version__, errors
-from service.errors import Conflict, InvalidInput, PayloadTooLarge, StoreUnavailable, UnknownStream
-from service.forecaster import FloatArray, Forecaster, Observations, ObserveResult, StreamView
+from service.core.observations import synthetic_times
+from service.errors import (
+    Conflict,
+    InvalidInput,
+    PayloadTooLarge,
+    StoreUnavailable,
+    UnknownStream,
+    WrongModel,
+)
+from service.forecaster import FloatArray, Forecaster, Observations, ObserveResult
 from service.manifest import INPUT_X, OUTPUT_FORECAST
 from service.registry import ModelRegistry
 from service.runtime import ModelRuntime
@@ -103,8 +111,6 @@ EXTENSIONS: Final = (
 STREAM_PREFIX: Final = "v2:"
 _STRING_SEQUENCE_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,190}$")
 _UINT64_MAX: Final = 2**64 - 1
-#: Re-stampings of a timestamp-less step that lost a race with another replica.
-_RESTAMP_ATTEMPTS: Final = 16
 
 #: Protocol datatype of each input, and its NumPy dtype on the wire (little-endian).
 _INPUT_DATATYPES: Final[dict[str, tuple[str, np.dtype[Any]]]] = {
@@ -147,9 +153,10 @@ class V2Options:
 class SequenceLocks:
     """One FIFO lock per sequence, dropped when nobody holds or waits for it.
 
-    The core orders calls per stream too, but a timestamp-less step first reads the stream's
-    last time to stamp its readings; holding this lock from before that read until after the
-    write keeps steps in the order they arrived.
+    The core applies a stream's observations in the order they are handed to it, but a step
+    may also (re)create the stream (``sequence_start``) or forget it (``sequence_end``);
+    holding this lock across the whole step keeps a sequence's steps, starts and ends in the
+    order they arrived.
     """
 
     def __init__(self) -> None:
@@ -421,17 +428,6 @@ def _requested_outputs(outputs: Any, binary_default: bool) -> bool:
             raise _bad(f"output {OUTPUT_FORECAST!r} has unsupported parameter(s) {unsupported}")
         binary = _flag(parameters, "binary_data") if "binary_data" in parameters else binary
     return binary
-
-
-def synthetic_times(last: float | None, steps: int, period: float) -> npt.NDArray[np.float64]:
-    """Times for ``steps`` readings that arrived without any: see the module docstring.
-
-    The last one is exactly ``last + period`` whatever ``steps`` is, so two steps stamped
-    from the same ``last`` overlap entirely and the core skips the later writer whole.
-    """
-    base = 0.0 if last is None else last
-    fractions = np.arange(1, steps + 1, dtype=np.float64) / steps
-    return base + period * fractions
 
 
 def encode_response(
@@ -716,23 +712,25 @@ async def _step(
             tenant, stream_id, runtime.name, runtime.version, _series(parsed, runtime, 0)
         )
     else:
+        if parsed.timestamps is not None:
+            obs = _series(parsed, runtime, 0)
+        else:
+            obs = Observations.untimed(parsed.x[0], field="x[0]")
         try:
-            view = await forecaster.get_stream(tenant, stream_id)
+            result = await forecaster.observe(
+                tenant, stream_id, obs, require=(runtime.name, version)
+            )
         except UnknownStream:
             raise UnknownStream(
                 f"sequence {_shown(stream_id)} is not active (never started, ended, or idle "
                 "past max_sequence_idle_microseconds); start it with sequence_start",
                 field="sequence_id",
             ) from None
-        if view.model != runtime.name or (version is not None and view.version != version):
+        except WrongModel as exc:
             raise _bad(
-                f"sequence {_shown(stream_id)} runs model {view.model!r} "
-                f"version {view.version}; send its steps to that model"
-            )
-        if parsed.timestamps is not None:
-            result = await forecaster.observe(tenant, stream_id, _series(parsed, runtime, 0))
-        else:
-            result = await _observe_untimed(forecaster, tenant, stream_id, parsed, view)
+                f"sequence {_shown(stream_id)} runs model {exc.model!r} "
+                f"version {exc.version}; send its steps to that model"
+            ) from None
     if sequence.end:
         # Expired or ended elsewhere in the meantime: forgotten either way.
         with contextlib.suppress(UnknownStream):
@@ -744,40 +742,6 @@ def _shown(stream_id: str) -> str:
     """The sequence id as the client sent it."""
     bare = stream_id.removeprefix(STREAM_PREFIX)
     return repr(bare[2:]) if bare.startswith("s:") else bare
-
-
-async def _observe_untimed(
-    forecaster: Forecaster,
-    tenant: str,
-    stream_id: str,
-    parsed: InferRequest,
-    view: StreamView,
-) -> ObserveResult:
-    """Stamp a step that came without times after the stream's last one, and apply it."""
-    steps = int(parsed.x.shape[1])
-    registry = forecaster.registry
-    period = registry.get(view.model, view.version).manifest.frequency
-    values = cast(Sequence[Sequence[float]], parsed.x[0])
-    for _attempt in range(_RESTAMP_ATTEMPTS):
-        times = synthetic_times(view.last_timestamp, steps, period)
-        obs = Observations.build(cast(Sequence[float], times), values, field="x[0]")
-        result = await forecaster.observe(tenant, stream_id, obs)
-        if result.applied == steps:
-            return result
-        if result.applied:
-            log.warning(
-                "sequence step on %s applied %d of %d readings: another writer stamped the "
-                "stream with times inside this step's",
-                stream_id,
-                result.applied,
-                steps,
-            )
-            return result
-        view = result.stream  # another replica applied a step first: stamp after it
-    raise Conflict(
-        f"sequence {_shown(stream_id)} is being written too fast from elsewhere; retry",
-        field="sequence_id",
-    )
 
 
 # --- errors in the protocol's form -------------------------------------------------------
@@ -848,6 +812,5 @@ __all__ = [
     "model_metadata",
     "parse_infer_request",
     "split_body",
-    "synthetic_times",
     "v2_router",
 ]

@@ -3,8 +3,8 @@
 One batch is a sequence of items ``(key, expected, value)``:
 
 - ``expected`` is ``None`` (the key must not exist), a 16-byte *token* (incarnation + seq:
-  this stream at this position) or a 24-byte *stamp* (token + write nonce: exactly this
-  record; see ``record.py``).
+  this stream at this position) or an 86-byte *stamp* (the record's header, write nonce
+  included: exactly this record; see ``record.py``).
 - ``value`` is the new record, or ``None`` to only *verify* that ``expected`` still holds
   (a reading answered as a duplicate from a cached record writes nothing, but must still be
   proven current).
@@ -30,7 +30,7 @@ import struct
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
-from service.state.record import NONCE_SLICE, STAMP_SIZE, TOKEN_SIZE, TOKEN_SLICE
+from service.state.record import STAMP_SIZE, TOKEN_SIZE, TOKEN_SLICE
 
 #: An item of a batch: key, expected token or stamp (None: must not exist), new record
 #: (None: verify only).
@@ -75,10 +75,13 @@ local function holds(cur, want)
   if want == '' then
     return not cur
   end
-  if not cur or string.sub(cur, 5, 20) ~= string.sub(want, 1, 16) then
+  if not cur then
     return false
   end
-  return #want == 16 or string.sub(cur, 75, 82) == string.sub(want, 17, 24)
+  if #want == 16 then
+    return string.sub(cur, 5, 20) == want
+  end
+  return string.sub(cur, 1, #want) == want
 end
 local written = {}
 local results = {}
@@ -130,7 +133,7 @@ def pack(items: Sequence[Item]) -> bytes:
 
 def outcomes(reply: Sequence[int | bytes]) -> list[Outcome]:
     """``CAS_BODY``'s reply as one outcome per item."""
-    return [True if r == 1 else (None if r == 0 else bytes(r)) for r in reply]  # type: ignore[arg-type]
+    return [True if r == 1 else (None if r == 0 else bytes(r)) for r in reply]
 
 
 def succeeds(current: bytes | None, expected: bytes | None, value: bytes | None) -> bool:
@@ -139,9 +142,11 @@ def succeeds(current: bytes | None, expected: bytes | None, value: bytes | None)
         return True
     if expected is None:
         return current is None
-    if current is None or current[TOKEN_SLICE] != expected[:TOKEN_SIZE]:
+    if current is None:
         return False
-    return len(expected) == TOKEN_SIZE or current[NONCE_SLICE] == expected[TOKEN_SIZE:]
+    if len(expected) == TOKEN_SIZE:
+        return current[TOKEN_SLICE] == expected
+    return current[: len(expected)] == expected
 
 
 class _Commits(Protocol):

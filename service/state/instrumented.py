@@ -39,7 +39,7 @@ class InstrumentedStore:
         return await self._timed("get_many", self.inner.get_many(keys))
 
     async def commit_many(self, items: Sequence[Item], ttl_seconds: float) -> list[Outcome]:
-        return await self._timed("commit_many", self.inner.commit_many(items, ttl_seconds))
+        return await self._timed("cas_many", self.inner.commit_many(items, ttl_seconds))
 
     async def compare_and_set(
         self, key: str, expected_token: bytes | None, value: bytes, ttl_seconds: float

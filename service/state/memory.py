@@ -56,7 +56,9 @@ class MemoryStore(CompareAndSet):
             _check_args(expected, ttl_seconds)
         self._tick()
         now = time.monotonic()
-        return [self._commit(key, expected, value, ttl_seconds, now) for key, expected, value in items]
+        return [
+            self._commit(key, expected, value, ttl_seconds, now) for key, expected, value in items
+        ]
 
     async def put(self, key: str, value: bytes, ttl_seconds: float) -> None:
         _check_args(None, ttl_seconds)

@@ -36,10 +36,11 @@ issued for the next reading's time is at hand when that reading arrives.
 
 Bytes 4..20 (incarnation + seq) are the compare-and-set *token*: a writer succeeds only if
 the stored record still carries the token it read. The incarnation makes a stream that was
-deleted and re-created with the same seq a different stream for that check. With the write
-nonce (bytes 74..82) the token becomes the record's *stamp*, which names exactly one record
-ever written: a writer that steps from a record it cached uses the stamp, so even a store
-that lost writes and came back at the same seq with other contents cannot pass.
+deleted and re-created with the same seq a different stream for that check. The whole
+header (86 bytes) is the record's *stamp*: with the write nonce drawn for every record built
+(bytes 74..82), it names exactly one record ever written. A writer that steps from a record
+it cached expects the stamp, so even a store that lost writes and came back at the same seq
+with other contents cannot pass.
 """
 
 from __future__ import annotations
@@ -58,8 +59,6 @@ FORMAT_VERSION = 1
 FLAG_FORECAST = 0x01
 TOKEN_SLICE = slice(4, 20)
 TOKEN_SIZE = 16
-NONCE_SLICE = slice(74, 82)
-STAMP_SIZE = 24
 
 FloatArray = npt.NDArray[np.float32]
 TimeArray = npt.NDArray[np.float64]
@@ -85,6 +84,8 @@ _HEADER_FIELDS: list[tuple[str, str]] = [
 ]
 HEADER = np.dtype(_HEADER_FIELDS)
 HEADER_SIZE = HEADER.itemsize  # 86
+#: A record's stamp is its whole header (see ``stamp_of``).
+STAMP_SIZE = HEADER_SIZE
 #: Fields whose values must fit their width, with that width in bits.
 _BITS = {
     "incarnation": 64,
@@ -353,8 +354,8 @@ def token_of(data: bytes) -> bytes:
 
 
 def stamp_of(data: bytes) -> bytes:
-    """The record's stamp (token and write nonce): it names exactly this record."""
-    return data[TOKEN_SLICE] + data[NONCE_SLICE]
+    """The record's stamp (its header: token, time, model, sizes, write nonce)."""
+    return data[:HEADER_SIZE]
 
 
 def stream_key(prefix: str, tenant: str, stream_id: str) -> str:

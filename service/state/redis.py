@@ -282,7 +282,7 @@ class RedisStore(RedisCommands[Redis]):
     async def commit_many(self, items: Sequence[Item], ttl_seconds: float) -> list[Outcome]:
         if not items:
             return []
-        args = [ttl_milliseconds(ttl_seconds), pack(items)]
+        args: list[bytes | int] = [ttl_milliseconds(ttl_seconds), pack(items)]
         reply = await bounded(self._cas(keys=[], args=args), self._timeout, "compare-and-set")
         return outcomes(reply)
 

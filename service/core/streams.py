@@ -1,0 +1,216 @@
+"""The streams of one model in a batch, as columns, while the batch applies to them.
+
+A ``Streams`` holds, per stream, what its record says (state row, forecast, seq, last time,
+the kept raw history) in arrays, takes the model's answers for any subset of them
+(``apply``), and finally writes the next records of the streams that changed as blocks of
+the record codec (``next_records``): every stream is read once and written once per batch,
+however many calls its rows took.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from service.core.answers import Model
+from service.runtime import ModelRuntime
+from service.state.record import (
+    FLAG_FORECAST,
+    FORMAT_VERSION,
+    MAGIC,
+    Block,
+    Layout,
+    new_nonces,
+)
+
+FloatArray = npt.NDArray[np.float32]
+TimeArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+class Streams:
+    """``n`` streams served by ``runtime``; row ``i`` of every array is stream ``i``."""
+
+    def __init__(
+        self,
+        runtime: ModelRuntime,
+        *,
+        incarnation: npt.NDArray[np.uint64],
+        seq: IntArray,
+        last_ts: TimeArray,
+        state: FloatArray,
+        forecast: FloatArray | None,
+        history_ts: TimeArray | None,
+        history_values: FloatArray | None,
+        history_length: int,
+        rebuilt: bool = False,
+    ) -> None:
+        n = len(seq)
+        m = runtime.manifest
+        self.runtime = runtime
+        self.model = Model.of(runtime)
+        self.incarnation = incarnation
+        self.seq = seq
+        self.last_ts = last_ts
+        self.state = np.array(state, dtype=np.float32)  # a writable copy
+        self.forecast = np.zeros((n, m.horizon, len(m.quantiles)), dtype=np.float32)
+        self.has_forecast = np.zeros(n, dtype=bool)
+        if forecast is not None:
+            self.forecast[:] = forecast
+            self.has_forecast[:] = True
+        self._keep = history_length
+        self._old_ts = history_ts  # [n, R] or None
+        self._old_values = history_values  # [n, R, F] or None
+        #: The last raw reading each stream holds (for carrying values over a gap).
+        self.last_values = np.zeros((n, runtime.n_features), dtype=np.float32)
+        self.has_last = np.zeros(n, dtype=bool)
+        if history_values is not None and history_values.shape[1]:
+            self.last_values[:] = history_values[:, -1]
+            self.has_last[:] = True
+        self.fed = np.zeros(n, dtype=np.int64)
+        self.rebuilt = np.full(n, rebuilt)
+        self._log: list[tuple[IntArray, IntArray, TimeArray, FloatArray]] = []
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+    @classmethod
+    def of_block(
+        cls, runtime: ModelRuntime, block: Block, layout: Layout, history_length: int
+    ) -> Streams:
+        """The streams whose records are the rows of ``block`` (one layout)."""
+        return cls(
+            runtime,
+            incarnation=block["incarnation"],
+            seq=block["seq"].astype(np.int64),
+            last_ts=block["last_ts"].astype(np.float64),
+            state=block["state"],
+            forecast=block["forecast"] if layout.horizon else None,
+            history_ts=block["history_ts"] if layout.rows else None,
+            history_values=block["history_values"] if layout.rows else None,
+            history_length=history_length,
+        )
+
+    def last_row(self, i: int) -> FloatArray | None:
+        return self.last_values[i] if self.has_last[i] else None
+
+    def apply(
+        self,
+        slots: IntArray,
+        counts: IntArray,
+        ts: TimeArray,
+        values: FloatArray,
+        forecast: FloatArray,
+        state: FloatArray,
+    ) -> None:
+        """Streams ``slots`` were fed ``counts`` rows each (``ts``/``values``, in order):
+        their new forecasts [n, H, Q] and states [n, S]."""
+        self.state[slots] = state
+        self.forecast[slots] = forecast
+        self.has_forecast[slots] = True
+        self.seq[slots] += counts
+        ends = np.cumsum(counts) - 1
+        self.last_ts[slots] = ts[ends]
+        self.fed[slots] += counts
+        if self._keep > 0:
+            self.last_values[slots] = values[ends]
+            self.has_last[slots] = True
+            self._log.append((slots, counts, ts, values))
+
+    @property
+    def dirty(self) -> IntArray:
+        """The streams whose record changes: fed rows, or rebuilt under new weights."""
+        return np.flatnonzero((self.fed > 0) | self.rebuilt)
+
+    def next_records(self, slots: IntArray) -> list[tuple[IntArray, Block]]:
+        """The next records of ``slots`` (dirty streams), as blocks grouped by layout."""
+        old_rows = 0 if self._old_ts is None else self._old_ts.shape[1]
+        fed = self.fed[slots]
+        if self._keep > 0:
+            rows = np.where(fed > 0, np.minimum(old_rows + fed, self._keep), old_rows)
+        else:
+            rows = np.full(len(slots), old_rows)
+        appended = self._appended()
+        out: list[tuple[IntArray, Block]] = []
+        for count in np.unique(rows).tolist():
+            chosen = slots[rows == count]
+            out.append((chosen, self._block(chosen, int(count), old_rows, appended)))
+        return out
+
+    def _appended(self) -> tuple[TimeArray, FloatArray, IntArray] | None:
+        """Every stream's fed rows in order (for the history): times, values, first row."""
+        if not self._log:
+            return None
+        slot_of = np.concatenate([np.repeat(s, c) for s, c, _, _ in self._log])
+        order = np.argsort(slot_of, kind="stable")
+        ts = np.concatenate([t for _, _, t, _ in self._log])[order]
+        values = np.concatenate([v for _, _, _, v in self._log])[order]
+        first = np.zeros(len(self.seq), dtype=np.int64)
+        np.cumsum(self.fed[:-1], out=first[1:])
+        return ts, values, first
+
+    def _block(
+        self,
+        slots: IntArray,
+        rows: int,
+        old_rows: int,
+        appended: tuple[TimeArray, FloatArray, IntArray] | None,
+    ) -> Block:
+        runtime, m = self.runtime, self.runtime.manifest
+        name = m.name.encode("utf-8")
+        width = runtime.n_features if rows else 0
+        layout = Layout(len(name), runtime.state_size, m.horizon, len(m.quantiles), rows, width)
+        n = len(slots)
+        block = np.zeros(n, dtype=layout.dtype)
+        block["magic"] = MAGIC
+        block["format"] = FORMAT_VERSION
+        block["flags"] = FLAG_FORECAST
+        block["incarnation"] = self.incarnation[slots]
+        block["seq"] = self.seq[slots]
+        block["last_ts"] = self.last_ts[slots]
+        block["fingerprint"] = np.void(bytes.fromhex(runtime.fingerprint))
+        block["version"] = runtime.version
+        block["name_len"] = layout.name_len
+        block["horizon"] = layout.horizon
+        block["quantiles"] = layout.quantiles
+        block["state_size"] = layout.state_size
+        block["nonce"] = new_nonces(n)
+        block["rows"] = rows
+        block["width"] = width
+        block["name"] = np.void(name)
+        block["state"] = self.state[slots]
+        block["forecast"] = self.forecast[slots]
+        if rows:
+            ts, values = self._history(slots, rows, old_rows, appended)
+            block["history_ts"] = ts
+            block["history_values"] = values
+        return block
+
+    def _history(
+        self,
+        slots: IntArray,
+        rows: int,
+        old_rows: int,
+        appended: tuple[TimeArray, FloatArray, IntArray] | None,
+    ) -> tuple[TimeArray, FloatArray]:
+        """The last ``rows`` of each stream's old history followed by its fed rows."""
+        fed = self.fed[slots] if self._keep > 0 else np.zeros(len(slots), dtype=np.int64)
+        # Position of each kept row in the stream's old history + fed rows.
+        position = (old_rows + fed - rows)[:, None] + np.arange(rows)[None, :]
+        from_old = position < old_rows
+        ts = np.empty((len(slots), rows), dtype=np.float64)
+        values = np.empty((len(slots), rows, self.runtime.n_features), dtype=np.float32)
+        if from_old.any():
+            assert self._old_ts is not None
+            assert self._old_values is not None
+            where = np.nonzero(from_old)
+            ts[where] = self._old_ts[slots[where[0]], position[where]]
+            values[where] = self._old_values[slots[where[0]], position[where]]
+        if not from_old.all():
+            assert appended is not None
+            new_ts, new_values, first = appended
+            where = np.nonzero(~from_old)
+            index = first[slots[where[0]]] + position[where] - old_rows
+            ts[where] = new_ts[index]
+            values[where] = new_values[index]
+        return ts, values
