@@ -1,27 +1,29 @@
 """Observations for many streams at once: shared by ``POST /v1/observations`` and the WebSocket.
 
-Each stream succeeds or fails on its own; one bad stream never fails the others.
+Each stream succeeds or fails on its own; one bad stream never fails the others. The
+readings go to the core as columns (one ``Readings`` per width), and summary answers are
+read off the core's answer columns, so a stream costs no per-stream objects but its answer.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 
+from service.api.bodies import BulkBody
 from service.api.errors import problem_body
 from service.api.schemas import (
-    Detail,
     ProblemOut,
     StreamAnswer,
-    StreamObservationsIn,
-    epoch,
+    SummaryOut,
+    from_epoch,
     observe_out,
-    summary_out,
-    to_observations,
 )
+from service.core.answers import AnswerChunk, Answers
+from service.core.observations import Observations, Readings
 from service.errors import ForecastError, PayloadTooLarge
-from service.forecaster import Forecaster, Observations
-
-_F32_MAX = float(np.finfo(np.float32).max)
+from service.forecaster import Forecaster
 
 
 def error_answer(
@@ -33,71 +35,88 @@ def error_answer(
     )
 
 
-def _single_readings(items: list[StreamObservationsIn]) -> dict[int, Observations]:
-    """Observations of the items that carry one reading, built as one array per width.
+async def observe_streams(
+    forecaster: Forecaster, tenant: str, body: BulkBody, max_observations: int
+) -> list[StreamAnswer]:
+    if body.rows > max_observations:
+        raise PayloadTooLarge(
+            f"{body.rows} observations exceed the limit of {max_observations}", field="streams"
+        )
+    ids, stream_ids = body.ids, body.stream_ids
+    out: list[StreamAnswer | None] = [None] * len(ids)
+    for k, exc in body.errors.items():
+        out[k] = error_answer(exc, stream_ids[k], ids[k])
+    batches = _batches(body)
+    results = await asyncio.gather(
+        *(forecaster.observe_readings(tenant, readings) for _, readings in batches)
+    )
+    medians: dict[int, list[list[float]]] = {}
+    for (chosen, _), answers in zip(batches, results, strict=True):
+        for j, k in enumerate(chosen):
+            out[k] = _answer(answers, j, stream_ids[k], ids[k], body.detail == "full", medians)
+    return [a for a in out if a is not None]
 
-    The usual ingest message has one reading per stream: checking and converting them
-    together costs a fraction of one ``Observations.build`` each. An item whose reading is
-    not finite or overflows float32 is left out, so ``Observations.build`` reports it.
-    """
-    by_width: dict[int, tuple[list[int], list[float], list[list[float]]]] = {}
-    for i, item in enumerate(items):
-        if len(item.observations) != 1:
+
+def _batches(body: BulkBody) -> list[tuple[list[int], Readings]]:
+    """The request's readings as one ``Readings`` per width, each in the request's order (a
+    stream's later item must apply after its earlier one)."""
+    stream_ids = body.stream_ids
+    many: dict[int, list[int]] = {}
+    for k, obs in body.many.items():
+        many.setdefault(int(obs.values.shape[1]), []).append(k)
+    out: list[tuple[list[int], Readings]] = []
+    for width in dict.fromkeys([*body.single, *many]):
+        chosen, ts, values = body.single.get(width, ([], np.empty(0), np.empty((0, width))))
+        if width not in many:
+            if chosen:
+                ids = [stream_ids[k] for k in chosen]
+                out.append((chosen, Readings.single_rows(ids, ts, values)))
             continue
-        (one,) = item.observations
-        row = one.row()
-        index, times, rows = by_width.setdefault(len(row), ([], [], []))
-        index.append(i)
-        times.append(epoch(one.timestamp))
-        rows.append(row)
-    out: dict[int, Observations] = {}
-    for width, (index, times, rows) in by_width.items():
-        ts = np.array(times, dtype=np.float64)
-        wide = np.array(rows, dtype=np.float64).reshape(len(rows), width)
-        good = np.isfinite(ts) & (np.isfinite(wide) & (np.abs(wide) <= _F32_MAX)).all(axis=1)
-        values = wide.astype(np.float32)
-        for k in np.flatnonzero(good).tolist():
-            out[index[k]] = Observations(ts[k : k + 1], values[k : k + 1])
+        items = {k: body.many[k] for k in many[width]}
+        items.update(
+            {k: Observations(ts[j : j + 1], values[j : j + 1]) for j, k in enumerate(chosen)}
+        )
+        order = sorted(items)
+        out.append((order, Readings.of([(stream_ids[k], items[k]) for k in order])))
     return out
 
 
-async def observe_streams(
-    forecaster: Forecaster,
-    tenant: str,
-    items: list[StreamObservationsIn],
-    max_observations: int,
-    detail: Detail = "full",
-) -> list[StreamAnswer]:
-    total = sum(len(item.observations) for item in items)
-    if total > max_observations:
-        raise PayloadTooLarge(
-            f"{total} observations exceed the limit of {max_observations}", field="streams"
+def _answer(
+    answers: Answers,
+    j: int,
+    stream_id: str,
+    request_id: str | int | None,
+    full: bool,
+    medians: dict[int, list[list[float]]],
+) -> StreamAnswer:
+    error = answers.error(j)
+    if error is not None:
+        return error_answer(error, stream_id, request_id)
+    if full:
+        result = answers.result(j)
+        assert not isinstance(result, ForecastError)
+        return StreamAnswer(
+            id=request_id, stream_id=stream_id, status=200, result=observe_out(result)
         )
-    answers: list[StreamAnswer | None] = [None] * len(items)
-    work: list[tuple[int, str, Observations]] = []
-    singles = _single_readings(items)
-    for i, item in enumerate(items):
-        obs = singles.get(i)
-        if obs is None:
-            try:
-                obs = to_observations(item.observations, f"streams[{i}].observations")
-            except ForecastError as exc:
-                answers[i] = error_answer(exc, item.stream_id, item.id)
-                continue
-        work.append((i, item.stream_id, obs))
-    outcomes = await forecaster.observe_many(tenant, [(sid, obs) for _, sid, obs in work])
-    for (i, _, _), outcome in zip(work, outcomes, strict=True):
-        item = items[i]
-        if isinstance(outcome, ForecastError):
-            answers[i] = error_answer(outcome, item.stream_id, item.id)
-        else:
-            answers[i] = (
-                StreamAnswer(
-                    id=item.id, stream_id=item.stream_id, status=200, result=observe_out(outcome)
-                )
-                if detail == "full"
-                else StreamAnswer(
-                    id=item.id, stream_id=item.stream_id, status=200, summary=summary_out(outcome)
-                )
-            )
-    return [a for a in answers if a is not None]
+    where = answers.located(j)
+    assert where is not None
+    chunk, row = where
+    return StreamAnswer(
+        id=request_id, stream_id=stream_id, status=200, summary=_summary(chunk, row, medians)
+    )
+
+
+def _summary(chunk: AnswerChunk, row: int, medians: dict[int, list[list[float]]]) -> SummaryOut:
+    """``summary_out`` of a chunk's row, the medians of a chunk listed once for all its rows."""
+    median = medians.get(id(chunk))
+    if median is None:
+        median = medians[id(chunk)] = chunk.forecast[:, :, chunk.model.median_index].tolist()
+    last = float(chunk.last_ts[row])
+    return SummaryOut(
+        seq=int(chunk.seq[row]),
+        applied=int(chunk.applied[row]),
+        skipped=len(chunk.skipped.get(row, ())),
+        last_timestamp=from_epoch(None if last == float("-inf") else last),
+        median=median[row] if chunk.has_forecast[row] else None,
+        missing=int(chunk.missing[row]),
+    )

@@ -9,24 +9,28 @@ from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody, PathParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from service.api.bodies import (
+    BulkBody,
+    BulkDTO,
+    CreateBody,
+    CreateDTO,
+    ForecastBody,
+    ForecastDTO,
+    ObserveDTO,
+)
 from service.api.bulk import observe_streams
 from service.api.deps import ForecasterDep, MaxSeriesDep, RegistryDep, TenantDep
 from service.api.schemas import (
-    BulkObserveRequest,
     BulkObserveResponse,
-    ForecastRequest,
     ForecastResponse,
     ObserveOut,
-    ObserveRequest,
-    StreamCreate,
     StreamOut,
     observe_out,
     series_forecast_out,
     stream_out,
-    to_observations,
 )
 from service.errors import PayloadTooLarge
-from service.forecaster import STREAM_ID_PATTERN
+from service.forecaster import STREAM_ID_PATTERN, Observations
 from service.runtime import ModelRuntime
 
 StreamId = Annotated[
@@ -86,26 +90,28 @@ class ModelController(Controller):
             ],
         }
 
-    @post("/{name:str}/forecast", summary="Stateless forecast of whole series", status_code=200)
+    @post(
+        "/{name:str}/forecast",
+        summary="Stateless forecast of whole series",
+        status_code=200,
+        dto=ForecastDTO,
+        return_dto=None,
+    )
     async def forecast(
         self,
         forecaster: ForecasterDep,
         max_series: MaxSeriesDep,
         name: FromPath[str],
-        data: JSONBody[ForecastRequest],
+        data: JSONBody[ForecastBody],
     ) -> ForecastResponse:
         if len(data.series) > max_series:
             raise PayloadTooLarge(
                 f"{len(data.series)} series exceed the limit of {max_series}", field="series"
             )
-        series = [
-            to_observations(s.observations, f"series[{i}].observations")
-            for i, s in enumerate(data.series)
-        ]
-        results = await forecaster.forecast(name, data.version, series)
+        results = await forecaster.forecast(name, data.version, data.series)
         return ForecastResponse(
             forecasts=[
-                series_forecast_out(f, s.id) for s, f in zip(data.series, results, strict=True)
+                series_forecast_out(f, sid) for sid, f in zip(data.ids, results, strict=True)
             ]
         )
 
@@ -114,17 +120,21 @@ class StreamController(Controller):
     path = "/v1/streams"
     tags = ["streams"]
 
-    @put("/{stream_id:str}", summary="Create or reset a stream bound to a model")
+    @put(
+        "/{stream_id:str}",
+        summary="Create or reset a stream bound to a model",
+        dto=CreateDTO,
+        return_dto=None,
+    )
     async def put_stream(
         self,
         forecaster: ForecasterDep,
         tenant: TenantDep,
         stream_id: StreamId,
-        data: JSONBody[StreamCreate],
+        data: JSONBody[CreateBody],
     ) -> Response[ObserveOut]:
-        history = None if data.history is None else to_observations(data.history, "history")
         result = await forecaster.create_stream(
-            tenant, stream_id, data.model, data.version, history
+            tenant, stream_id, data.model, data.version, data.history
         )
         status = HTTP_201_CREATED if result.created else HTTP_200_OK
         return Response(observe_out(result), status_code=status)
@@ -145,16 +155,17 @@ class StreamController(Controller):
         "/{stream_id:str}/observations",
         summary="Apply new readings and return the updated forecast",
         status_code=HTTP_200_OK,
+        dto=ObserveDTO,
+        return_dto=None,
     )
     async def observe(
         self,
         forecaster: ForecasterDep,
         tenant: TenantDep,
         stream_id: StreamId,
-        data: JSONBody[ObserveRequest],
+        data: JSONBody[Observations],
     ) -> ObserveOut:
-        obs = to_observations(data.observations, "observations")
-        return observe_out(await forecaster.observe(tenant, stream_id, obs))
+        return observe_out(await forecaster.observe(tenant, stream_id, data))
 
 
 def _dump(value: Any) -> Any:
@@ -166,11 +177,11 @@ def _dump(value: Any) -> Any:
     summary="Observe many streams in one request; each answers on its own",
     tags=["streams"],
     status_code=HTTP_200_OK,
+    dto=BulkDTO,
+    return_dto=None,
 )
 async def observe_bulk(
-    forecaster: ForecasterDep, tenant: TenantDep, state: State, data: JSONBody[BulkObserveRequest]
+    forecaster: ForecasterDep, tenant: TenantDep, state: State, data: JSONBody[BulkBody]
 ) -> BulkObserveResponse:
     limit: int = state.settings.max_observations
-    return BulkObserveResponse(
-        results=await observe_streams(forecaster, tenant, data.streams, limit, data.detail)
-    )
+    return BulkObserveResponse(results=await observe_streams(forecaster, tenant, data, limit))

@@ -1,60 +1,19 @@
-"""JSON bodies of the REST API (pydantic), and their conversion to and from the core's types."""
+"""JSON answers of the REST API (msgspec), built from the core's types.
+
+The request bodies are in ``requests`` (pydantic: documented and the reference) and
+``bodies`` (their fast decoding).
+"""
 
 from __future__ import annotations
 
 import functools
 from datetime import UTC, datetime
-from typing import Annotated, Literal, cast
+from typing import Annotated, cast
 
 import msgspec
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service.forecaster import Forecast, Observations, ObserveResult, StreamView
-
-Timestamp = Annotated[
-    datetime,
-    Field(
-        description="ISO 8601 date-time (UTC if no offset is given) or Unix epoch seconds.",
-        examples=["2026-11-23T08:00:00Z"],
-    ),
-]
-
-
-class ObservationIn(BaseModel):
-    """One reading: a timestamp and either ``values`` (one per model feature) or ``value``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    timestamp: Timestamp
-    values: list[float] | None = Field(
-        default=None, description="One value per model feature, in the manifest's order."
-    )
-    value: float | None = Field(
-        default=None, description="Shorthand for ``values`` when the model has one feature."
-    )
-
-    @model_validator(mode="after")
-    def _one_of_value_or_values(self) -> ObservationIn:
-        if (self.values is None) == (self.value is None):
-            raise ValueError("give exactly one of 'value' and 'values'")
-        return self
-
-    def row(self) -> list[float]:
-        return self.values if self.values is not None else [self.value]  # type: ignore[list-item]
-
-
-def epoch(ts: datetime) -> float:
-    """Epoch seconds; a naive date-time is taken as UTC, never as the server's local time."""
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return ts.timestamp()
-
-
-def to_observations(items: list[ObservationIn], field: str) -> Observations:
-    return Observations.build(
-        [epoch(o.timestamp) for o in items], [o.row() for o in items], field=field
-    )
+from service.forecaster import Forecast, ObserveResult, StreamView
 
 
 def from_epoch(value: float | None) -> datetime | None:
@@ -65,42 +24,6 @@ def from_epoch(value: float | None) -> datetime | None:
 def _utc(value: float) -> datetime:
     """Many answers of one bulk request share a time: each is made once (they are immutable)."""
     return datetime.fromtimestamp(value, tz=UTC)
-
-
-class SeriesIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    id: str | None = Field(default=None, description="Echoed back with this series' forecast.")
-    observations: list[ObservationIn] = Field(min_length=1)
-
-
-class ForecastRequest(BaseModel):
-    """Stateless forecast of one or many whole series, each from the model's initial state."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    version: int | None = Field(default=None, ge=1, description="Model version; latest if absent.")
-    series: list[SeriesIn] = Field(min_length=1)
-
-
-class StreamCreate(BaseModel):
-    """Bind a stream to a model (replacing any stream of that id), optionally warmed up."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = Field(description="Model name.")
-    version: int | None = Field(default=None, ge=1, description="Model version; latest if absent.")
-    history: list[ObservationIn] | None = Field(
-        default=None, description="Past readings applied before the stream is stored."
-    )
-
-
-class ObserveRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    observations: list[ObservationIn] = Field(
-        min_length=1, description="New readings in increasing time order."
-    )
 
 
 # Answers are msgspec Structs: they are built once per answer on the hot path from values the
@@ -173,6 +96,16 @@ class ObserveOut(StreamOut):
             description=(
                 "Missing readings filled in among these (gap_policy forward or median); "
                 "counted in seq, not in applied."
+            )
+        ),
+    ] = 0
+    missing: Annotated[
+        int,
+        msgspec.Meta(
+            description=(
+                "Readings missing before these (a step of more than 1.5 model periods), "
+                "whatever the gap policy: filled under forward and median, fed as they came "
+                "under accept."
             )
         ),
     ] = 0
@@ -305,32 +238,7 @@ def observe_out(result: ObserveResult) -> ObserveOut:
         applied=result.applied,
         skipped=[datetime.fromtimestamp(t, tz=UTC) for t in result.skipped],
         filled=result.filled,
-    )
-
-
-class StreamObservationsIn(BaseModel):
-    """New readings of one stream, inside a bulk request or a WebSocket message."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: str | int | None = Field(default=None, description="Echoed back with the answer.")
-    stream_id: str
-    observations: list[ObservationIn] = Field(min_length=1)
-
-
-Detail = Literal["full", "summary"]
-
-
-class BulkObserveRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    streams: list[StreamObservationsIn] = Field(min_length=1)
-    detail: Detail = Field(
-        default="full",
-        description=(
-            "full: each stream's whole answer (every step and quantile, ~4 KB); summary: "
-            "seq, applied, skipped and the median per step (~10x smaller, for high-rate ingest)."
-        ),
+        missing=result.missing,
     )
 
 
@@ -354,6 +262,9 @@ class SummaryOut(msgspec.Struct):
         list[float] | None,
         msgspec.Meta(description="Median forecast per step after the last observation."),
     ]
+    missing: Annotated[
+        int, msgspec.Meta(description="Readings missing before these (see ObserveOut).")
+    ] = 0
 
 
 class StreamAnswer(msgspec.Struct):
@@ -376,6 +287,7 @@ def summary_out(result: ObserveResult) -> SummaryOut:
         skipped=len(result.skipped),
         last_timestamp=from_epoch(view.last_timestamp),
         median=None if forecast is None else forecast.values[:, forecast.median_index].tolist(),
+        missing=result.missing,
     )
 
 

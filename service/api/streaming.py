@@ -20,15 +20,12 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from pydantic import ValidationError
 
 from service.api.auth import principal_of
+from service.api.bodies import BulkBody, reference_bulk, stream_message
 from service.api.bulk import error_answer, observe_streams
 from service.api.deps import ForecasterDep, TenantDep
+from service.api.requests import BulkObserveRequest, StreamObservationsIn
 from service.api.rest import StreamId
-from service.api.schemas import (
-    BulkObserveRequest,
-    BulkObserveResponse,
-    StreamObservationsIn,
-    stream_out,
-)
+from service.api.schemas import BulkObserveResponse, stream_out
 from service.errors import ForecastError
 from service.forecaster import Forecaster
 from service.settings import Settings
@@ -195,24 +192,36 @@ def _rate_limited(text: str, rate: float, wait: float) -> dict[str, Any]:
 
 
 async def _answer(forecaster: Forecaster, tenant: str, text: str, limit: int) -> str:
+    fast = stream_message(text.encode())
     try:
-        raw = json.loads(text)
-    except ValueError as exc:
-        return json.dumps(_invalid(text, f"message is not JSON: {exc}", status=400))
-    try:
+        if fast is not None:
+            return await _answer_body(forecaster, tenant, *fast, limit)
+        try:
+            raw = json.loads(text)
+        except ValueError as exc:
+            return json.dumps(_invalid(text, f"message is not JSON: {exc}", status=400))
         if isinstance(raw, dict) and "streams" in raw:
-            bulk = BulkObserveRequest.model_validate(raw)
-            answers = await observe_streams(forecaster, tenant, bulk.streams, limit, bulk.detail)
-            return msgspec.json.encode(BulkObserveResponse(results=answers)).decode()
+            body = reference_bulk(BulkObserveRequest.model_validate(raw))
+            return await _answer_body(forecaster, tenant, True, body, limit)
         item = StreamObservationsIn.model_validate(raw)
-        (answer,) = await observe_streams(forecaster, tenant, [item], limit)
-        return msgspec.json.encode(answer).decode()
+        body = reference_bulk(BulkObserveRequest(streams=[item]))
+        return await _answer_body(forecaster, tenant, False, body, limit)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"])
         return json.dumps(_invalid(text, f"{where}: {first['msg']}"))
     except ForecastError as exc:
         return msgspec.json.encode(error_answer(exc)).decode()
+
+
+async def _answer_body(
+    forecaster: Forecaster, tenant: str, bulk: bool, body: BulkBody, limit: int
+) -> str:
+    answers = await observe_streams(forecaster, tenant, body, limit)
+    if bulk:
+        return msgspec.json.encode(BulkObserveResponse(results=answers)).decode()
+    (answer,) = answers
+    return msgspec.json.encode(answer).decode()
 
 
 @get(

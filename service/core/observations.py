@@ -31,29 +31,34 @@ def _bad_value(value: float, field: str) -> NoReturn:
     raise InvalidInput(f"value {value} is not a finite number", field=field)
 
 
-def _bad_timestamp(row: int, field: str) -> NoReturn:
-    raise InvalidInput("timestamp is not finite", field=f"{field}[{row}].timestamp")
+def _value_field(field: str, row: int, col: int, columns: bool) -> str:
+    return f"{field}.values[{row}][{col}]" if columns else f"{field}[{row}].values[{col}]"
 
 
-def _unordered(row: int, field: str) -> NoReturn:
-    raise InvalidInput(
-        "timestamps must be strictly increasing within a request",
-        field=f"{field}[{row}].timestamp",
-    )
+def _time_field(field: str, row: int, columns: bool) -> str:
+    return f"{field}.timestamps[{row}]" if columns else f"{field}[{row}].timestamp"
+
+
+def _bad_timestamp(field: str) -> NoReturn:
+    raise InvalidInput("timestamp is not finite", field=field)
+
+
+def _unordered(field: str) -> NoReturn:
+    raise InvalidInput("timestamps must be strictly increasing within a request", field=field)
 
 
 def _check_small(
-    timestamps: Sequence[float], values: Sequence[Sequence[float]], field: str
+    timestamps: Sequence[float], values: Sequence[Sequence[float]], field: str, columns: bool
 ) -> None:
     previous = -math.inf
     for row, (ts, vals) in enumerate(zip(timestamps, values, strict=True)):
         for col, value in enumerate(vals):
             if not (math.isfinite(value) and abs(value) <= _F32_MAX):
-                _bad_value(value, f"{field}[{row}].values[{col}]")
+                _bad_value(value, _value_field(field, row, col, columns))
         if not math.isfinite(ts):
-            _bad_timestamp(row, field)
+            _bad_timestamp(_time_field(field, row, columns))
         if ts <= previous:
-            _unordered(row, field)
+            _unordered(_time_field(field, row, columns))
         previous = ts
 
 
@@ -80,8 +85,13 @@ class Observations:
         values: Sequence[Sequence[float]],
         *,
         field: str = "observations",
+        columns: bool = False,
     ) -> Observations:
-        """Build and check finiteness, shape and order; raises InvalidInput naming the field."""
+        """Build and check finiteness, shape and order; raises InvalidInput naming the field.
+
+        ``columns``: the readings came as columns (``timestamps`` and ``values`` arrays), so
+        a bad one is named ``{field}.values[row][col]`` or ``{field}.timestamps[row]``.
+        """
         if len(timestamps) != len(values):
             raise InvalidInput("timestamps and values differ in length", field=field)
         if len(timestamps) == 0:
@@ -90,7 +100,7 @@ class Observations:
         if any(len(row) != width for row in values):
             raise InvalidInput("every observation must have the same number of values", field=field)
         if len(timestamps) * width <= _SMALL:
-            _check_small(timestamps, values, field)
+            _check_small(timestamps, values, field, columns)
             return cls(
                 timestamps=np.array(timestamps, dtype=np.float64),
                 values=np.array(values, dtype=np.float32).reshape(len(values), width),
@@ -100,13 +110,13 @@ class Observations:
         bad = ~np.isfinite(vals) | (np.abs(vals) > _F32_MAX)
         if bad.any():
             row, col = (int(i) for i in np.argwhere(bad)[0])
-            _bad_value(float(vals[row, col]), f"{field}[{row}].values[{col}]")
+            _bad_value(float(vals[row, col]), _value_field(field, row, col, columns))
         bad_ts = ~np.isfinite(ts)
         if bad_ts.any():
-            _bad_timestamp(int(np.argmax(bad_ts)), field)
+            _bad_timestamp(_time_field(field, int(np.argmax(bad_ts)), columns))
         steps = np.diff(ts)
         if (steps <= 0).any():
-            _unordered(int(np.argmax(steps <= 0)) + 1, field)
+            _unordered(_time_field(field, int(np.argmax(steps <= 0)) + 1, columns))
         return cls(timestamps=ts, values=vals.astype(np.float32))
 
     @classmethod

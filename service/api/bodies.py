@@ -1,0 +1,521 @@
+"""The hot request bodies, decoded with msgspec straight into the core's checked readings.
+
+Each body is first decoded by msgspec into plain structs of the usual shape (numbers and
+RFC 3339 text for times, ``values`` lists, no unknown fields). Anything else (a body that
+does not decode so, a ``true`` where a number goes, a number given as text, an epoch time
+outside the years 1970-2200, ...) is judged by the pydantic models of ``requests``, exactly
+as before: what they accept is accepted with the same meaning, and what they refuse is
+refused with the same problem+json and the same offending field. Times follow pydantic's
+rules to the microsecond (epoch seconds, or milliseconds past 2e10; text through pydantic
+itself), which the tests check against pydantic.
+
+The DTOs at the end hand these decoders to Litestar (``dto=``) while the OpenAPI document
+keeps describing the request bodies by their pydantic models.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
+
+import msgspec
+import numpy as np
+from litestar.dto import AbstractDTO, DTOConfig
+from litestar.dto.data_structures import DTOFieldDefinition
+from litestar.exceptions import ClientException, ValidationException
+from litestar.typing import FieldDefinition
+from pydantic import BaseModel, TypeAdapter
+from pydantic import ValidationError as PydanticError
+
+from service.api.requests import (
+    BulkObserveRequest,
+    Detail,
+    ForecastRequest,
+    ObservationIn,
+    ObserveRequest,
+    StreamCreate,
+    epoch,
+)
+from service.core.observations import Observations, TimeArray, single_readings
+from service.errors import ForecastError
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+# --- the shapes the fast path takes --------------------------------------------------------
+
+
+class _Observation(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    timestamp: float | str
+    values: list[float] | None = None
+    value: float | None = None
+
+
+_Readings = Annotated[list[_Observation], msgspec.Meta(min_length=1)]
+_Rows = Annotated[list[list[float]], msgspec.Meta(min_length=1)]
+_Positive = Annotated[float, msgspec.Meta(gt=0)]
+_Version = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class _Observe(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    observations: _Readings
+
+
+class _Stream(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    stream_id: str
+    observations: _Readings
+    id: str | int | None = None
+
+
+class _Bulk(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    streams: Annotated[list[_Stream], msgspec.Meta(min_length=1)]
+    detail: Literal["full", "summary"] = "full"
+
+
+class _Columns(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    values: _Rows
+    timestamps: list[float | str] | None = None
+    start: float | str | None = None
+    step: _Positive | None = None
+
+
+class _Series(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    id: str | None = None
+    observations: _Readings | None = None
+    values: _Rows | None = None
+    timestamps: list[float | str] | None = None
+    start: float | str | None = None
+    step: _Positive | None = None
+
+
+class _Forecast(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    series: Annotated[list[_Series], msgspec.Meta(min_length=1)]
+    version: _Version | None = None
+
+
+class _Create(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    model: str
+    version: _Version | None = None
+    history: list[_Observation] | _Columns | None = None
+
+
+class _Slow(Exception):
+    """The fast path does not take this body; the pydantic models judge it."""
+
+
+# --- times ------------------------------------------------------------------------------------
+
+_DATETIME = TypeAdapter(datetime)
+#: Epoch numbers the vectorized rule below is checked for (up to the year 2200 in ms).
+_FAST_LIMIT = 7.26e12
+_MS_WATERSHED = 2e10
+
+
+def _epochs_of_numbers(numbers: np.ndarray) -> TimeArray:
+    """Epoch seconds of non-negative numbers, as pydantic reads them into a ``datetime``.
+
+    Seconds, or milliseconds above 2e10; microsecond precision, rounded half up (the
+    fraction of a number above 2e10 is taken as milliseconds, as pydantic-core does).
+    """
+    whole = np.floor(numbers)
+    fraction = numbers - whole
+    scaled = np.where(numbers > _MS_WATERSHED, fraction * 1000.0, fraction * 1e6)
+    rounded = np.floor(scaled)
+    micros = (rounded + ((scaled - rounded) >= 0.5)).astype(np.int64)
+    units = whole.astype(np.int64)
+    ms = units > int(_MS_WATERSHED)
+    seconds = np.where(ms, units // 1000, units)
+    micros += np.where(ms, (units % 1000) * 1000, 0)
+    return np.asarray((seconds * 1_000_000 + micros) / 1e6, dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=4096)
+def _epoch_of(value: float | str) -> float:
+    """One time through pydantic itself (text, and numbers outside the fast rule's range)."""
+    try:
+        return epoch(_DATETIME.validate_python(value))
+    except PydanticError:
+        raise _Slow from None
+
+
+def epochs(values: Sequence[float | str]) -> TimeArray:
+    """Epoch seconds of the times of a body, exactly as the pydantic models read them."""
+    if all(type(v) is float for v in values):
+        numbers = np.array(values, dtype=np.float64)
+        fast = (numbers >= 0) & (numbers < _FAST_LIMIT)
+        if fast.all():
+            return _epochs_of_numbers(numbers)
+    out = np.empty(len(values), dtype=np.float64)
+    for i, value in enumerate(values):
+        if type(value) is float and 0 <= value < _FAST_LIMIT:
+            out[i] = _epochs_of_numbers(np.array([value]))[0]
+        else:
+            out[i] = _epoch_of(value)
+    return out
+
+
+def _rows(observations: Sequence[_Observation]) -> list[list[float]]:
+    rows: list[list[float]] = []
+    for one in observations:
+        if one.values is not None:
+            if one.value is not None:
+                raise _Slow
+            rows.append(one.values)
+        elif one.value is not None:
+            rows.append([one.value])
+        else:
+            raise _Slow
+    return rows
+
+
+def _finite(rows: Sequence[Sequence[float]]) -> None:
+    """A number msgspec made infinite (a huge integer): pydantic words that refusal."""
+    if rows and not np.isfinite(np.array([v for row in rows for v in row])).all():
+        raise _Slow
+
+
+def _series(observations: Sequence[_Observation], field: str) -> Observations:
+    rows = _rows(observations)
+    _finite(rows)
+    times = epochs([o.timestamp for o in observations])
+    return Observations.build(times.tolist(), rows, field=field)
+
+
+def _columns(
+    values: list[list[float]],
+    timestamps: list[float | str] | None,
+    start: float | str | None,
+    step: float | None,
+    field: str,
+) -> Observations:
+    _finite(values)
+    if timestamps is not None and start is None and step is None:
+        if len(timestamps) != len(values):
+            raise _Slow
+        times = epochs(timestamps)
+    elif timestamps is None and start is not None and step is not None:
+        first = float(epochs([start])[0])
+        times = first + step * np.arange(len(values), dtype=np.float64)
+    else:
+        raise _Slow
+    return Observations.build(times.tolist(), values, field=field, columns=True)
+
+
+# --- decoding: the fast path, else the reference ---------------------------------------------
+
+
+def _reference(raw: bytes, model: type[M], method: str, path: str) -> M:
+    """The body judged as Litestar judged it with the pydantic models: 400 for bytes that
+    are not JSON, 422 naming the first offending field."""
+    try:
+        data = msgspec.json.decode(raw or b"null")
+    except msgspec.DecodeError as exc:
+        raise ClientException(str(exc)) from exc
+    try:
+        return model.model_validate(data)
+    except PydanticError as exc:
+        raise invalid(exc, method, path, data) from exc
+
+
+def invalid(exc: PydanticError, method: str, path: str, data: Any) -> ValidationException:
+    """Litestar's validation error for a pydantic model's refusal (key and message each)."""
+    messages: list[dict[str, str]] = []
+    for loc, text in _one_branch(exc, data):
+        message = {"message": text.split(" - ", maxsplit=1)[0]}
+        if loc:
+            message["key"] = ".".join(str(part) for part in loc)
+            message["source"] = "body"
+        messages.append(message)
+    return ValidationException(detail=f"Validation failed for {method} {path}", extra=messages)
+
+
+def _one_branch(exc: PydanticError, data: Any) -> list[tuple[list[Any], str]]:
+    """The errors of a field that takes a list or an object (``history``) as if it took only
+    the kind the body gave (a list unless it gave an object), without pydantic's branch tag:
+    the same errors a list-only field gave before the object form existed."""
+    out: list[tuple[list[Any], str]] = []
+    for error in exc.errors(include_url=False):
+        loc = list(error["loc"])
+        tags = [i for i, part in enumerate(loc) if isinstance(part, str) and "[" in part]
+        if tags:
+            i = tags[0]
+            given_object = isinstance(_at(data, loc[:i]), dict)
+            if given_object == str(loc[i]).startswith("list["):
+                continue
+            del loc[i]
+        out.append((loc, str(error["msg"])))
+    return out
+
+
+def _at(data: Any, path: Sequence[Any]) -> Any:
+    for part in path:
+        if (isinstance(data, dict) and part in data) or (
+            isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+        ):
+            data = data[part]
+        else:
+            return None
+    return data
+
+
+def decode(
+    raw: bytes,
+    fast: type[T],
+    convert: Callable[[T], Any],
+    model: type[M],
+    reference: Callable[[M], Any],
+    where: tuple[str, str],
+) -> Any:
+    """``convert(fast struct)``, or for a body the fast path does not take,
+    ``reference(model)`` (raising as the model does)."""
+    try:
+        return convert(msgspec.json.decode(raw, type=fast))
+    except (msgspec.DecodeError, _Slow):
+        pass
+    return reference(_reference(raw, model, *where))
+
+
+@dataclass(frozen=True, slots=True)
+class CreateBody:
+    model: str
+    version: int | None
+    history: Observations | None
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastBody:
+    version: int | None
+    ids: list[str | None]
+    series: list[Observations]
+
+
+@dataclass(slots=True)
+class BulkBody:
+    """A bulk request's streams: each item checked on its own.
+
+    ``single`` holds the one-reading items of each width as columns; ``many`` the others
+    (and one-reading items that need their exact error worded); ``errors`` the items whose
+    readings are refused.
+    """
+
+    detail: Detail
+    ids: list[str | int | None]
+    stream_ids: list[str]
+    single: dict[int, tuple[list[int], TimeArray, np.ndarray]]
+    many: dict[int, Observations]
+    errors: dict[int, ForecastError]
+    #: Readings in the request, over all its streams.
+    rows: int = 0
+
+
+def observe_body(raw: bytes, where: tuple[str, str]) -> Observations:
+    return decode(  # type: ignore[no-any-return]
+        raw,
+        _Observe,
+        lambda body: _series(body.observations, "observations"),
+        ObserveRequest,
+        lambda model: _to_observations(model.observations, "observations"),
+        where,
+    )
+
+
+def create_body(raw: bytes, where: tuple[str, str]) -> CreateBody:
+    def fast(body: _Create) -> CreateBody:
+        history = body.history
+        if history is None:
+            obs = None
+        elif isinstance(history, _Columns):
+            obs = _columns(history.values, history.timestamps, history.start, history.step,
+                           "history")  # fmt: skip
+        else:
+            if not history:
+                raise _Slow
+            obs = _series(history, "history")
+        return CreateBody(body.model, body.version, obs)
+
+    return decode(  # type: ignore[no-any-return]
+        raw,
+        _Create,
+        fast,
+        StreamCreate,
+        lambda model: CreateBody(model.model, model.version, model.observations()),
+        where,
+    )
+
+
+def forecast_body(raw: bytes, where: tuple[str, str]) -> ForecastBody:
+    def fast(body: _Forecast) -> ForecastBody:
+        series: list[Observations] = []
+        for i, one in enumerate(body.series):
+            field = f"series[{i}]"
+            if one.observations is not None:
+                if one.values or one.timestamps or one.start is not None or one.step:
+                    raise _Slow
+                series.append(_series(one.observations, f"{field}.observations"))
+            elif one.values is not None:
+                series.append(_columns(one.values, one.timestamps, one.start, one.step, field))
+            else:
+                raise _Slow
+        return ForecastBody(body.version, [one.id for one in body.series], series)
+
+    def reference(model: ForecastRequest) -> ForecastBody:
+        series = [one.series(f"series[{i}]") for i, one in enumerate(model.series)]
+        return ForecastBody(model.version, [one.id for one in model.series], series)
+
+    return decode(raw, _Forecast, fast, ForecastRequest, reference, where)  # type: ignore[no-any-return]
+
+
+def _to_observations(items: list[ObservationIn], field: str) -> Observations:
+    return Observations.build(
+        [epoch(o.timestamp) for o in items], [o.row() for o in items], field=field
+    )
+
+
+def bulk_items(
+    detail: Detail,
+    items: Sequence[tuple[str | int | None, str, Sequence[float | str], list[list[float]]]],
+    times_of: Callable[[Sequence[float | str]], TimeArray],
+) -> BulkBody:
+    """Each stream's readings checked alone; one-reading ones as columns per width."""
+    out = BulkBody(detail, [i for i, _, _, _ in items], [s for _, s, _, _ in items], {}, {}, {})
+    out.rows = sum(len(rows) for _, _, _, rows in items)
+    by_width: dict[int, list[int]] = {}
+    for k, (_, _, _, rows) in enumerate(items):
+        if len(rows) == 1:
+            by_width.setdefault(len(rows[0]), []).append(k)
+    for width, chosen in by_width.items():
+        firsts = times_of([items[k][2][0] for k in chosen])
+        ts, values, good = single_readings(firsts.tolist(), [items[k][3][0] for k in chosen], width)
+        ok = [k for k, g in zip(chosen, good.tolist(), strict=True) if g]
+        if len(ok) == len(chosen):
+            out.single[width] = (chosen, ts, values)
+        else:
+            mask = good.nonzero()[0]
+            out.single[width] = (ok, ts[mask], values[mask])
+    taken = {k for chosen, _, _ in out.single.values() for k in chosen}
+    for k, (_, _, times, rows) in enumerate(items):
+        if k in taken:
+            continue
+        try:
+            out.many[k] = Observations.build(
+                times_of(times).tolist(), rows, field=f"streams[{k}].observations"
+            )
+        except ForecastError as exc:
+            out.errors[k] = exc
+    return out
+
+
+def bulk_body(raw: bytes, where: tuple[str, str]) -> BulkBody:
+    return decode(raw, _Bulk, fast_bulk, BulkObserveRequest, reference_bulk, where)  # type: ignore[no-any-return]
+
+
+def fast_bulk(body: _Bulk) -> BulkBody:
+    items = [(s.id, s.stream_id, [o.timestamp for o in s.observations], _rows(s.observations))
+             for s in body.streams]  # fmt: skip
+    for _, _, _, rows in items:
+        _finite(rows)
+    return bulk_items(body.detail, items, epochs)
+
+
+def reference_bulk(model: BulkObserveRequest) -> BulkBody:
+    items = [
+        (s.id, s.stream_id, [epoch(o.timestamp) for o in s.observations],
+         [o.row() for o in s.observations])
+        for s in model.streams
+    ]  # fmt: skip
+    return bulk_items(model.detail, items, lambda times: np.array(times, dtype=np.float64))
+
+
+def stream_message(raw: bytes) -> tuple[bool, BulkBody] | None:
+    """A WebSocket message ``{"streams": [...]}`` (True) or ``{"stream_id", "observations",
+    "id"?}`` (False), if the fast path takes it (None: judge it by the pydantic models)."""
+    try:
+        if b'"streams"' in raw:
+            return True, fast_bulk(msgspec.json.decode(raw, type=_Bulk))
+        one = msgspec.json.decode(raw, type=_Stream)
+        return False, fast_bulk(_Bulk(streams=[one], detail="full"))
+    except (msgspec.DecodeError, _Slow):
+        return None
+
+
+# --- Litestar: the decoders as DTOs, documented by the pydantic models -----------------------
+
+
+class BodyDTO(AbstractDTO[T], Generic[T]):
+    """Decodes a request body with ``decoder``; documents it as ``documented``."""
+
+    config: ClassVar[DTOConfig] = DTOConfig()
+    documented: ClassVar[type[BaseModel]]
+
+    @staticmethod
+    def decode_body(raw: bytes, where: tuple[str, str]) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def generate_field_definitions(
+        cls, model_type: type[Any]
+    ) -> Generator[DTOFieldDefinition, None, None]:
+        yield from ()
+
+    @classmethod
+    def detect_nested_field(cls, field_definition: FieldDefinition) -> bool:
+        return False
+
+    @classmethod
+    def create_for_field_definition(
+        cls, field_definition: FieldDefinition, handler_id: str, backend_cls: Any = None
+    ) -> None:
+        """Nothing to build: the decoder is plain code."""
+
+    @classmethod
+    def create_openapi_schema(
+        cls, field_definition: FieldDefinition, handler_id: str, schema_creator: Any
+    ) -> Any:
+        documented = FieldDefinition.from_annotation(
+            cls.documented, kwarg_definition=field_definition.kwarg_definition
+        )
+        return schema_creator.for_field_definition(documented)
+
+    def decode_bytes(self, value: bytes) -> Any:
+        connection = self.asgi_connection
+        where = (str(getattr(connection, "method", "")), connection.url.path)
+        return self.decode_body(value, where)
+
+
+class ObserveDTO(BodyDTO[Observations]):
+    model_type = Observations
+    documented = ObserveRequest
+
+    @staticmethod
+    def decode_body(raw: bytes, where: tuple[str, str]) -> Any:
+        return observe_body(raw, where)
+
+
+class CreateDTO(BodyDTO[CreateBody]):
+    model_type = CreateBody
+    documented = StreamCreate
+
+    @staticmethod
+    def decode_body(raw: bytes, where: tuple[str, str]) -> Any:
+        return create_body(raw, where)
+
+
+class ForecastDTO(BodyDTO[ForecastBody]):
+    model_type = ForecastBody
+    documented = ForecastRequest
+
+    @staticmethod
+    def decode_body(raw: bytes, where: tuple[str, str]) -> Any:
+        return forecast_body(raw, where)
+
+
+class BulkDTO(BodyDTO[BulkBody]):
+    model_type = BulkBody
+    documented = BulkObserveRequest
+
+    @staticmethod
+    def decode_body(raw: bytes, where: tuple[str, str]) -> Any:
+        return bulk_body(raw, where)
