@@ -99,6 +99,7 @@ def create_app(
             key_prefix=cfg.key_prefix,
             ttl_seconds=cfg.stream_ttl_seconds,
             cas_retries=cfg.cas_retries,
+            record_cache=cfg.record_cache_streams,
             batch_max_rows=cfg.batch_max_rows,
             batch_max_delay=cfg.batch_max_delay_ms / 1000.0,
             bus=bus,

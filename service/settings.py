@@ -117,6 +117,15 @@ class Settings(BaseSettings):
     cas_retries: int = Field(
         default=16, ge=1, description="Compare-and-set attempts before a write is reported as 409."
     )
+    record_cache_streams: int = Field(
+        default=65_536,
+        ge=0,
+        description=(
+            "Stream records this process keeps from its last reads and writes (~700 bytes "
+            "each), so a new reading usually costs one store round trip instead of two; a "
+            "cached record is only ever a guess the compare-and-set checks. 0 turns it off."
+        ),
+    )
     batch_max_rows: int = Field(
         default=1024,
         ge=1,

@@ -109,9 +109,17 @@ class _Slow(Exception):
 # --- times ------------------------------------------------------------------------------------
 
 _DATETIME = TypeAdapter(datetime)
-#: Epoch numbers the vectorized rule below is checked for (up to the year 2200 in ms).
-_FAST_LIMIT = 7.26e12
+#: Epoch numbers the vectorized rule below is exact for: seconds up to the year 2255 (past
+#: that, microseconds exceed float64's 2**53) and milliseconds up to the year 2198.
+_SECONDS_LIMIT = 9e9
+_MS_LIMIT = 7.2e12
 _MS_WATERSHED = 2e10
+
+
+def _fast(numbers: np.ndarray) -> np.ndarray:
+    return (numbers >= 0) & (
+        (numbers < _SECONDS_LIMIT) | ((numbers > _MS_WATERSHED) & (numbers < _MS_LIMIT))
+    )
 
 
 def _epochs_of_numbers(numbers: np.ndarray) -> TimeArray:
@@ -145,12 +153,11 @@ def epochs(values: Sequence[float | str]) -> TimeArray:
     """Epoch seconds of the times of a body, exactly as the pydantic models read them."""
     if all(type(v) is float for v in values):
         numbers = np.array(values, dtype=np.float64)
-        fast = (numbers >= 0) & (numbers < _FAST_LIMIT)
-        if fast.all():
+        if _fast(numbers).all():
             return _epochs_of_numbers(numbers)
     out = np.empty(len(values), dtype=np.float64)
     for i, value in enumerate(values):
-        if type(value) is float and 0 <= value < _FAST_LIMIT:
+        if type(value) is float and _fast(np.array([value]))[0]:
             out[i] = _epochs_of_numbers(np.array([value]))[0]
         else:
             out[i] = _epoch_of(value)
