@@ -55,7 +55,8 @@ class _Observation(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 _Readings = Annotated[list[_Observation], msgspec.Meta(min_length=1)]
-_Rows = Annotated[list[list[float]], msgspec.Meta(min_length=1)]
+#: Rows of values, or one value per row (a one-feature model's series).
+_Rows = Annotated[list[float | list[float]], msgspec.Meta(min_length=1)]
 _Positive = Annotated[float, msgspec.Meta(gt=0)]
 _Version = Annotated[int, msgspec.Meta(ge=1)]
 
@@ -192,23 +193,33 @@ def _series(observations: Sequence[_Observation], field: str) -> Observations:
 
 
 def _columns(
-    values: list[list[float]],
+    given: list[float | list[float]],
     timestamps: list[float | str] | None,
     start: float | str | None,
     step: float | None,
     field: str,
 ) -> Observations:
-    _finite(values)
+    rows: Any
+    if all(type(v) is float for v in given):
+        rows = np.array(given, dtype=np.float64)[:, None]
+    elif all(type(v) is list for v in given):
+        rows = given
+        if len({len(row) for row in rows}) == 1:
+            _finite(rows)
+    else:
+        raise _Slow
+    if len(rows) and not np.isfinite(rows if isinstance(rows, np.ndarray) else 0.0).all():
+        raise _Slow
     if timestamps is not None and start is None and step is None:
-        if len(timestamps) != len(values):
+        if len(timestamps) != len(rows):
             raise _Slow
         times = epochs(timestamps)
     elif timestamps is None and start is not None and step is not None:
         first = float(epochs([start])[0])
-        times = first + step * np.arange(len(values), dtype=np.float64)
+        times = first + step * np.arange(len(rows), dtype=np.float64)
     else:
         raise _Slow
-    return Observations.build(times.tolist(), values, field=field, columns=True)
+    return Observations.build(times, rows, field=field, columns=True)  # type: ignore[arg-type]
 
 
 # --- decoding: the fast path, else the reference ---------------------------------------------

@@ -123,36 +123,46 @@ class Streams:
         return np.flatnonzero((self.fed > 0) | self.rebuilt)
 
     def next_records(self, slots: IntArray) -> list[tuple[IntArray, Block]]:
-        """The next records of ``slots`` (dirty streams), as blocks grouped by layout."""
+        """The next records of ``slots`` (dirty streams), as blocks: one per history length
+        and number of rows fed (streams that share both share every array shape)."""
         old_rows = 0 if self._old_ts is None else self._old_ts.shape[1]
-        fed = self.fed[slots]
+        fed = self.fed[slots] if self._keep > 0 else np.zeros(len(slots), dtype=np.int64)
         if self._keep > 0:
             rows = np.where(fed > 0, np.minimum(old_rows + fed, self._keep), old_rows)
         else:
             rows = np.full(len(slots), old_rows)
         appended = self._appended()
         out: list[tuple[IntArray, Block]] = []
-        for count in np.unique(rows).tolist():
-            chosen = slots[rows == count]
-            out.append((chosen, self._block(chosen, int(count), old_rows, appended)))
+        shapes = rows * (int(fed.max(initial=0)) + 1) + fed
+        for shape in np.unique(shapes).tolist():
+            mine = shapes == shape
+            chosen = slots[mine]
+            count, added = int(rows[mine][0]), int(fed[mine][0])
+            out.append((chosen, self._block(chosen, count, added, old_rows, appended)))
         return out
 
     def _appended(self) -> tuple[TimeArray, FloatArray, IntArray] | None:
-        """Every stream's fed rows in order (for the history): times, values, first row."""
+        """Every stream's fed rows in order (for the history): times, values, and the index
+        of each stream's first row."""
         if not self._log:
             return None
+        first = np.zeros(len(self.seq), dtype=np.int64)
+        np.cumsum(self.fed[:-1], out=first[1:])
+        if len(self._log) == 1:
+            slots, counts, ts, values = self._log[0]
+            if len(slots) == len(self.seq) and (np.diff(slots) == 1).all():
+                return ts, values, first  # every stream once, in order: nothing to sort
         slot_of = np.concatenate([np.repeat(s, c) for s, c, _, _ in self._log])
         order = np.argsort(slot_of, kind="stable")
         ts = np.concatenate([t for _, _, t, _ in self._log])[order]
         values = np.concatenate([v for _, _, _, v in self._log])[order]
-        first = np.zeros(len(self.seq), dtype=np.int64)
-        np.cumsum(self.fed[:-1], out=first[1:])
         return ts, values, first
 
     def _block(
         self,
         slots: IntArray,
         rows: int,
+        added: int,
         old_rows: int,
         appended: tuple[TimeArray, FloatArray, IntArray] | None,
     ) -> Block:
@@ -181,36 +191,17 @@ class Streams:
         block["state"] = self.state[slots]
         block["forecast"] = self.forecast[slots]
         if rows:
-            ts, values = self._history(slots, rows, old_rows, appended)
-            block["history_ts"] = ts
-            block["history_values"] = values
+            kept = rows - min(rows, added)  # rows of the old history still kept
+            if kept:
+                assert self._old_ts is not None
+                assert self._old_values is not None
+                block["history_ts"][:, :kept] = self._old_ts[slots, old_rows - kept :]
+                block["history_values"][:, :kept] = self._old_values[slots, old_rows - kept :]
+            if kept < rows:
+                assert appended is not None
+                new_ts, new_values, first = appended
+                take = rows - kept  # the last ``take`` of the rows each stream was fed
+                index = (first[slots] + added - take)[:, None] + np.arange(take)[None, :]
+                block["history_ts"][:, kept:] = new_ts[index]
+                block["history_values"][:, kept:] = new_values[index]
         return block
-
-    def _history(
-        self,
-        slots: IntArray,
-        rows: int,
-        old_rows: int,
-        appended: tuple[TimeArray, FloatArray, IntArray] | None,
-    ) -> tuple[TimeArray, FloatArray]:
-        """The last ``rows`` of each stream's old history followed by its fed rows."""
-        fed = self.fed[slots] if self._keep > 0 else np.zeros(len(slots), dtype=np.int64)
-        # Position of each kept row in the stream's old history + fed rows.
-        position = (old_rows + fed - rows)[:, None] + np.arange(rows)[None, :]
-        from_old = position < old_rows
-        ts = np.empty((len(slots), rows), dtype=np.float64)
-        values = np.empty((len(slots), rows, self.runtime.n_features), dtype=np.float32)
-        if from_old.any():
-            assert self._old_ts is not None
-            assert self._old_values is not None
-            where = np.nonzero(from_old)
-            ts[where] = self._old_ts[slots[where[0]], position[where]]
-            values[where] = self._old_values[slots[where[0]], position[where]]
-        if not from_old.all():
-            assert appended is not None
-            new_ts, new_values, first = appended
-            where = np.nonzero(~from_old)
-            index = first[slots[where[0]]] + position[where] - old_rows
-            ts[where] = new_ts[index]
-            values[where] = new_values[index]
-        return ts, values

@@ -9,9 +9,9 @@ One batch is a sequence of items ``(key, expected, value)``:
   (a reading answered as a duplicate from a cached record writes nothing, but must still be
   proven current).
 
-An item succeeds when ``expected`` holds, or when the key already holds exactly ``value``
-(a call retried after its reply was lost reports the write that landed; every record
-carries a random nonce, so this matches only a writer's own retry). A succeeding write
+An item succeeds when ``expected`` holds, or when the key already holds ``value`` (the same
+header, write nonce included: a call retried after its reply was lost reports the write that
+landed; every record carries a random nonce, so this matches only a writer's own retry). A succeeding write
 stores ``value`` with a fresh time to live; items apply in order, so a key given twice
 sees the first item's write. Each item's outcome is ``True`` when it succeeded, and
 otherwise the record now stored (``None``: none), so a writer that lost can step again from
@@ -30,7 +30,7 @@ import struct
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
-from service.state.record import STAMP_SIZE, TOKEN_SIZE, TOKEN_SLICE
+from service.state.record import HEADER_SIZE, STAMP_SIZE, TOKEN_SIZE, TOKEN_SLICE
 
 #: An item of a batch: key, expected token or stamp (None: must not exist), new record
 #: (None: verify only).
@@ -43,10 +43,12 @@ _ITEM_HEAD = struct.Struct("<HHI")
 _MAX_KEY = 0xFFFF
 
 #: ARGV[1]: the time to live in milliseconds; ARGV[2]: the items, each ``_ITEM_HEAD`` and
-#: then its key, expected token or stamp, and value. Every key is read before any is
-#: written, so a cluster node that does not serve one of them (a stale slot map) refuses
-#: the whole call before writing (the error starts with NOTLOCAL). Returns per item 1, or
-#: the current record (0 for none).
+#: then its key, expected token or stamp, and value. Only each record's header (its first 86
+#: bytes: token, model, sizes, write nonce) is read, not the whole record, and all of them
+#: before any write, so a cluster node that does not serve one of the keys (a stale slot
+#: map) refuses the whole call before writing (the error starts with NOTLOCAL). A value whose
+#: header is already stored is this very write, retried. Returns per item 1, or the current
+#: record (0 for none). PSETEX, not SET with PX: one argument fewer to pass from Lua per key.
 CAS_BODY = """
 local ttl = ARGV[1]
 local blob = ARGV[2]
@@ -63,43 +65,39 @@ while pos <= size do
   values[n] = string.sub(blob, pos, pos + vl - 1)
   pos = pos + vl
 end
-local current = {}
+local heads = {}
 for i = 1, n do
-  local reply = redis.pcall('GET', keys[i])
+  local reply = redis.pcall('GETRANGE', keys[i], 0, 85)
   if type(reply) == 'table' and reply.err then
     return redis.error_reply('NOTLOCAL ' .. reply.err)
   end
-  current[i] = reply
-end
-local function holds(cur, want)
-  if want == '' then
-    return not cur
-  end
-  if not cur then
-    return false
-  end
-  if #want == 16 then
-    return string.sub(cur, 5, 20) == want
-  end
-  return string.sub(cur, 1, #want) == want
+  heads[i] = reply
 end
 local written = {}
 local results = {}
 for i = 1, n do
-  local key, value = keys[i], values[i]
-  local cur = written[key]
-  if cur == nil then cur = current[i] end
+  local key, want, value = keys[i], expected[i], values[i]
+  local head = written[key] or heads[i]
   local ok
-  if value == '' then
-    ok = holds(cur, expected[i])
+  if want == '' then
+    ok = head == ''
+  elseif #want == 16 then
+    ok = string.sub(head, 5, 20) == want
   else
-    ok = cur == value or holds(cur, expected[i])
+    ok = head == want
+  end
+  if value ~= '' then
+    ok = ok or (head ~= '' and head == string.sub(value, 1, 86))
     if ok then
-      redis.call('SET', key, value, 'PX', ttl)
-      written[key] = value
+      redis.call('PSETEX', key, ttl, value)
+      written[key] = string.sub(value, 1, 86)
     end
   end
-  if ok then results[i] = 1 else results[i] = cur or 0 end
+  if ok then
+    results[i] = 1
+  else
+    results[i] = redis.call('GET', key) or 0
+  end
 end
 return results
 """
@@ -138,15 +136,15 @@ def outcomes(reply: Sequence[int | bytes]) -> list[Outcome]:
 
 def succeeds(current: bytes | None, expected: bytes | None, value: bytes | None) -> bool:
     """The rule of ``CAS_BODY`` for one item, for stores that run in this process."""
-    if value is not None and current == value:
-        return True
-    if expected is None:
-        return current is None
     if current is None:
+        return expected is None
+    if value is not None and current[:HEADER_SIZE] == value[:HEADER_SIZE]:
+        return True  # this very write, retried
+    if expected is None:
         return False
     if len(expected) == TOKEN_SIZE:
         return current[TOKEN_SLICE] == expected
-    return current[: len(expected)] == expected
+    return current[:HEADER_SIZE] == expected
 
 
 class _Commits(Protocol):

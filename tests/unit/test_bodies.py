@@ -180,6 +180,9 @@ def test_bytes_that_are_not_a_body_are_refused_alike(raw: bytes) -> None:
         {"timestamps": [T0 + 60, T0], "values": [[1, 2], [3, 4]]},
         {"start": T0, "step": 60, "values": [[1, 2], [math.inf, 4]]},
         {"start": T0, "step": 60, "values": []},
+        {"start": T0, "step": 60, "values": [[1, 2], [3]]},
+        {"start": T0, "step": 60, "values": [[1, 2], 3]},
+        {"timestamps": [T0, T0 + 1], "values": [1e39, 2]},
     ],
 )
 def test_columns_mean_what_the_models_say(columns: dict[str, Any]) -> None:
