@@ -149,7 +149,7 @@ class Streams:
         first = np.zeros(len(self.seq), dtype=np.int64)
         np.cumsum(self.fed[:-1], out=first[1:])
         if len(self._log) == 1:
-            slots, counts, ts, values = self._log[0]
+            slots, _, ts, values = self._log[0]
             if len(slots) == len(self.seq) and (np.diff(slots) == 1).all():
                 return ts, values, first  # every stream once, in order: nothing to sort
         slot_of = np.concatenate([np.repeat(s, c) for s, c, _, _ in self._log])

@@ -9,9 +9,10 @@ One batch is a sequence of items ``(key, expected, value)``:
   (a reading answered as a duplicate from a cached record writes nothing, but must still be
   proven current).
 
-An item succeeds when ``expected`` holds, or when the key already holds ``value`` (the same
-header, write nonce included: a call retried after its reply was lost reports the write that
-landed; every record carries a random nonce, so this matches only a writer's own retry). A succeeding write
+An item succeeds when ``expected`` holds, or when the key already holds ``value`` (the
+same header, write nonce included: a call retried after its reply was lost reports the
+write that landed; every record carries a random nonce, so this matches only a writer's
+own retry). A succeeding write
 stores ``value`` with a fresh time to live; items apply in order, so a key given twice
 sees the first item's write. Each item's outcome is ``True`` when it succeeded, and
 otherwise the record now stored (``None``: none), so a writer that lost can step again from

@@ -75,10 +75,13 @@ async def measure(
                 forecast, state = runtime.run(x, group.state, times)
                 t3 = time.perf_counter()
                 slots = np.arange(streams)
-                group.apply(slots, np.ones(streams, np.int64), times[:, 0], x[:, 0], forecast, state)
+                ones = np.ones(streams, np.int64)
+                group.apply(slots, ones, times[:, 0], x[:, 0], forecast, state)
                 ((_, new),) = group.next_records(slots)
                 values = encode_block(new)
-                items = [(k, stamp_of(old), v) for k, old, v in zip(keys, records, values, strict=True)]
+                items = [
+                    (k, stamp_of(old), v) for k, old, v in zip(keys, records, values, strict=True)
+                ]
                 t4 = time.perf_counter()
                 outcomes = await store.commit_many(items, TTL)
                 t5 = time.perf_counter()

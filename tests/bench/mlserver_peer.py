@@ -55,7 +55,9 @@ class WindowRuntime(MLModel):  # type: ignore[misc,valid-type]
         batch, window = x.shape[0], x.shape[1]
         feed: dict[str, Any] = {
             "x": x,
-            "state": np.ascontiguousarray(np.broadcast_to(self._initial, (batch, self._initial.size))),
+            "state": np.ascontiguousarray(
+                np.broadcast_to(self._initial, (batch, self._initial.size))
+            ),
         }
         if self._time:
             given = inputs.get("timestamp")

@@ -7,6 +7,7 @@ times are read to the microsecond as pydantic reads them.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from datetime import UTC, datetime
@@ -125,18 +126,31 @@ def reference(model: Any, convert: Any) -> Any:
     return lambda raw: convert(bodies._reference(raw, model, *WHERE))
 
 
+def observe_ref(m: Any) -> Any:
+    return bodies._to_observations(m.observations, "observations")
+
+
+def create_ref(m: Any) -> Any:
+    return bodies.CreateBody(m.model, m.version, m.observations())
+
+
+def forecast_ref(m: Any) -> Any:
+    series = [s.series(f"series[{i}]") for i, s in enumerate(m.series)]
+    return bodies.ForecastBody(m.version, [s.id for s in m.series], series)
+
+
 @pytest.mark.parametrize("observations", OBSERVATIONS)
 def test_every_body_means_what_the_models_say(observations: Any) -> None:
     cases = [
         (
             {"observations": observations},
             bodies.observe_body,
-            reference(ObserveRequest, lambda m: bodies._to_observations(m.observations, "observations")),
+            reference(ObserveRequest, observe_ref),
         ),
         (
             {"model": "m", "history": observations},
             bodies.create_body,
-            reference(StreamCreate, lambda m: bodies.CreateBody(m.model, m.version, m.observations())),
+            reference(StreamCreate, create_ref),
         ),
         (
             {"series": [{"id": "a", "observations": observations}]},
@@ -158,7 +172,7 @@ def test_every_body_means_what_the_models_say(observations: Any) -> None:
     ]  # fmt: skip
     for body, fast, slow in cases:
         raw = json.dumps(body).encode()
-        assert outcome(lambda r: fast(r, WHERE), raw) == outcome(slow, raw), body
+        assert outcome(functools.partial(fast, where=WHERE), raw) == outcome(slow, raw), body
 
 
 @pytest.mark.parametrize("raw", [b"{", b"", b"null", b"[]", b"\xff", b'{"observations": [NaN]}'])
@@ -210,7 +224,7 @@ def test_the_usual_bodies_take_the_fast_path() -> None:
     bodies._series(fast.observations, "observations")  # no _Slow
     bulk = {"streams": [{"stream_id": f"s{i}", "observations": [obs(i)]} for i in range(50)]}
     decoded = bodies.fast_bulk(msgspec.json.decode(json.dumps(bulk).encode(), type=bodies._Bulk))
-    (chosen, ts, values), = decoded.single.values()  # fmt: skip
+    (chosen, ts, _), = decoded.single.values()  # fmt: skip
     assert chosen == list(range(50))
     assert ts.tolist() == [float(T0 + 3600 * i) for i in range(50)]
     series = {"series": [{"start": T0, "step": 1800, "values": [[1, 2]] * 512}]}
