@@ -16,6 +16,7 @@ keeps describing the request bodies by their pydantic models.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -150,16 +151,38 @@ def _epoch_of(value: float | str) -> float:
         raise _Slow from None
 
 
+def _epoch_of_number(number: float) -> float:
+    """``_epochs_of_numbers`` for one number, in plain Python (the same IEEE operations)."""
+    whole = math.floor(number)
+    fraction = number - whole
+    scaled = fraction * 1000.0 if number > _MS_WATERSHED else fraction * 1e6
+    rounded = math.floor(scaled)
+    micros = rounded + (1 if scaled - rounded >= 0.5 else 0)
+    units = int(whole)
+    if units > int(_MS_WATERSHED):
+        units, extra = divmod(units, 1000)
+        micros += extra * 1000
+    return (units * 1_000_000 + micros) / 1e6
+
+
+def _is_fast(number: float) -> bool:
+    return 0 <= number < _SECONDS_LIMIT or _MS_WATERSHED < number < _MS_LIMIT
+
+
 def epochs(values: Sequence[float | str]) -> TimeArray:
     """Epoch seconds of the times of a body, exactly as the pydantic models read them."""
+    if len(values) == 1:
+        (value,) = values
+        if type(value) is float and _is_fast(value):
+            return np.array([_epoch_of_number(value)])
     if all(type(v) is float for v in values):
         numbers = np.array(values, dtype=np.float64)
         if _fast(numbers).all():
             return _epochs_of_numbers(numbers)
     out = np.empty(len(values), dtype=np.float64)
     for i, value in enumerate(values):
-        if type(value) is float and _fast(np.array([value]))[0]:
-            out[i] = _epochs_of_numbers(np.array([value]))[0]
+        if type(value) is float and _is_fast(value):
+            out[i] = _epoch_of_number(value)
         else:
             out[i] = _epoch_of(value)
     return out

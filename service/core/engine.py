@@ -118,25 +118,26 @@ class Engine:
 
     async def _batch(self, batch: list[Pending[Part, Answers]]) -> None:
         parts = [p.item for p in batch]
-        entries = [(p, i) for p, part in enumerate(parts) for i in part.items]
-        self.metrics.batch_items.observe(len(entries))
-        keys = [parts[p].readings.keys[i] for p, i in entries]
+        owners = [(p, i) for p, part in enumerate(parts) for i in part.items]
+        self.metrics.batch_items.observe(len(owners))
+        keys = [parts[p].readings.keys[i] for p, i in owners]
         try:
             records = await RecordSet.read(self, parts, keys)
         except StoreUnavailable as exc:
-            for p, i in entries:
+            for p, i in owners:
                 parts[p].answers.fail(i, exc)
             self._settle(batch)
             return
-        done = await self._run(parts, entries, keys, records)
-        updates = await self._commit(parts, entries, keys, records, done)
+        sources, entries = merge(parts, owners)
+        done = await self._run(sources, entries, keys, records)
+        updates = await self._commit(parts, owners, keys, records, done)
         self._settle(batch)
         if updates:
             await self._announce(updates)
 
     async def _run(
         self,
-        parts: list[Part],
+        sources: list[Readings],
         entries: list[tuple[int, int]],
         keys: list[str],
         records: RecordSet,
@@ -144,9 +145,8 @@ class Engine:
         """Plan and run every round; each entry's answer (or error), not yet given."""
         out: list[tuple[int, AnswerChunk, int] | tuple[int, ForecastError]] = []
         live: list[int] = []
-        for e, (p, i) in enumerate(entries):
-            readings = parts[p].readings
-            error = records.refusal(keys[e], readings, i)
+        for e, (source, i) in enumerate(entries):
+            error = records.refusal(keys[e], sources[source], i)
             if error is None:
                 live.append(e)
             else:
@@ -157,11 +157,11 @@ class Engine:
                 e = live[j]
                 units.setdefault((records.group_of(keys[e]), entries[e][0]), []).append(e)
             plans: list[tuple[Group, list[int], RoundPlan]] = []
-            for (g, p), members in units.items():
+            for (g, source), members in units.items():
                 group = records.groups[g]
                 slots = np.array([group.slot[keys[e]] for e in members], dtype=np.int64)
                 items = np.array([entries[e][1] for e in members], dtype=np.int64)
-                plan = plan_unit(group.streams, slots, parts[p].readings, items, self.policies)
+                plan = plan_unit(group.streams, slots, sources[source], items, self.policies)
                 plans.append((group, members, plan))
             await self._execute(plans)
             for group, members, plan in plans:
@@ -307,6 +307,50 @@ class Engine:
             retry.append(pending)
         if retry:
             self._batcher.retry_first(retry)
+
+
+def merge(
+    parts: list[Part], owners: list[tuple[int, int]]
+) -> tuple[list[Readings], list[tuple[int, int]]]:
+    """The batch's readings as few ``Readings`` as there are shapes (width, timedness, required
+    model), so a round plans each group once however many requests it came in; and each
+    entry's place in them (batch order kept: it is each stream's order)."""
+    by_shape: dict[tuple[int, bool, tuple[str, int | None] | None], list[int]] = {}
+    for e, (p, _) in enumerate(owners):
+        r = parts[p].readings
+        by_shape.setdefault((r.width, r.timed, r.require), []).append(e)
+    sources: list[Readings] = []
+    entries: list[tuple[int, int]] = [(0, 0)] * len(owners)
+    for chosen in by_shape.values():
+        first = owners[chosen[0]][0]
+        if all(owners[e][0] == first for e in chosen):  # one request: its own readings
+            for e in chosen:
+                entries[e] = (len(sources), owners[e][1])
+            sources.append(parts[first].readings)
+            continue
+        pieces = [(parts[owners[e][0]].readings, owners[e][1]) for e in chosen]
+        starts = [int(r.bounds[i]) for r, i in pieces]
+        ends = [int(r.bounds[i + 1]) for r, i in pieces]
+        bounds = np.zeros(len(pieces) + 1, dtype=np.int64)
+        np.cumsum([b - a for a, b in zip(starts, ends, strict=True)], out=bounds[1:])
+        head = pieces[0][0]
+        merged = Readings(
+            stream_ids=[r.stream_ids[i] for r, i in pieces],
+            bounds=bounds,
+            timestamps=np.concatenate(
+                [r.timestamps[a:b] for (r, _), a, b in zip(pieces, starts, ends, strict=True)]
+            ),
+            values=np.concatenate(
+                [r.values[a:b] for (r, _), a, b in zip(pieces, starts, ends, strict=True)]
+            ),
+            timed=head.timed,
+            require=head.require,
+            keys=[r.keys[i] for r, i in pieces],
+        )
+        for j, e in enumerate(chosen):
+            entries[e] = (len(sources), j)
+        sources.append(merged)
+    return sources, entries
 
 
 def too_fast(stream_id: str) -> Conflict:

@@ -1,31 +1,36 @@
 """The benchmark harness end to end in quick mode, so it cannot rot unnoticed.
 
 Not a performance test: the figures of a quick run on a shared machine mean nothing; what is
-checked is that every phase ran against the real service and Redis, that the no-lost-update
-checks hold, and that both result files are written and agree.
+checked is that every phase ran against the real service, Redis and MLServer (the peer), that
+the no-lost-update checks hold, and that both result files are written and agree. wrk is
+installed from Debian's packages when missing, as the deployment tests install nginx.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.bench import mlserver_peer
+from tests.support.debian import ensure_tool
 from tests.support.redis_server import redis_available
 from tests.support.service_process import ROOT
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not redis_available(), reason="needs redis-server"),
-    pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk (apt-get install wrk)"),
 ]
 
 
 def test_quick_benchmark_writes_consistent_results(tmp_path: Path) -> None:
+    wrk, reason = ensure_tool("wrk", "wrk")
+    if wrk is None:
+        pytest.skip(reason)
+    assert mlserver_peer.available(), "the peer needs MLServer: pip install -e '.[bench]'"
     done = subprocess.run(
         [sys.executable, "-m", "tests.bench", "--quick", "--out", str(tmp_path)],
         cwd=ROOT,
@@ -44,9 +49,17 @@ def test_quick_benchmark_writes_consistent_results(tmp_path: Path) -> None:
     assert rest["check"]["ok"], rest["check"]
     assert results["rest_window"]["non_2xx"] == 0
     assert results["rest_window"]["window_service"]["requests_per_s"] > 0
+    peer = results["peer"]
+    assert peer["non_2xx"] == 0
+    assert peer["window"]["requests_per_s"] > 0
+    assert peer["windows"]["requests_per_s"] > 0
+    assert peer["rest_vs_window"] > 0
 
     ingest = results["ingest"]
     assert ingest["raw_onnxruntime"]["rows_per_s"] > 0
+    for variant in ("warm", "cold"):
+        assert ingest["floor"][variant]["floor_us_per_stream"] > 0
+    assert ingest["floor"]["warm"]["us_per_stream"]["get_many"] == 0
     for path in ("bulk", "websocket", "bulk_full"):
         assert ingest[path]["stream_updates"] > 0
         assert ingest[path]["all_streams_ok"], ingest[path]
@@ -61,5 +74,7 @@ def test_quick_benchmark_writes_consistent_results(tmp_path: Path) -> None:
 
     for figure in (f"{rest['ratio']:g}", f"{memory['redis_bytes_per_stream']:,}"):
         assert figure in markdown
+    assert len(results["targets"]) == 7
+    assert all(row["figure"] is not None for row in results["targets"])
     assert results["machine"]["cores"]
     assert results["machine"]["onnxruntime"]

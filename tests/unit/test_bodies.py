@@ -47,7 +47,9 @@ def pydantic_epoch(value: float) -> float:
     )
 )
 def test_epoch_numbers_are_read_as_pydantic_reads_them(value: float) -> None:
-    assert bodies.epochs([value])[0] == pydantic_epoch(value)
+    expected = pydantic_epoch(value)
+    assert bodies.epochs([value])[0] == expected  # one alone: plain Python
+    assert bodies.epochs([value, value])[1] == expected  # many: numpy
 
 
 @pytest.mark.parametrize(
