@@ -14,13 +14,13 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi.config import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from prometheus_client import CollectorRegistry
 
 from service import __version__
 from service.api.access import request_context
 from service.api.admin import AdminController
 from service.api.auth import Authenticator, announce, auth_guard, provide_tenant
+from service.api.docs import OfflineSwaggerPlugin
 from service.api.errors import exception_handlers
 from service.api.health import live, metrics, ready
 from service.api.kserve import v2_router
@@ -179,7 +179,7 @@ def create_app(
                 "each reading costs one recurrent step."
             ),
             path="/docs",
-            render_plugins=[ScalarRenderPlugin()],
+            render_plugins=[OfflineSwaggerPlugin()],
         ),
         debug=False,
         # Logging is the host's business (``__main__`` configures it); Litestar adds none.

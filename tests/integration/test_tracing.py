@@ -8,7 +8,6 @@ caller's W3C trace continued. With tracing off, OpenTelemetry is never imported.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http.server
 import io
 import json
@@ -18,20 +17,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
 import pytest
-import uvicorn
 from litestar.testing import TestClient
 
 from service.app import create_app
 from service.logs import JsonFormatter
 from service.settings import Settings
 from service.tracing import Tracing
-from tests.support.redis_server import free_port
+from tests.support.inprocess import served
 from tests.support.service_process import ROOT
 
 sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
@@ -54,27 +52,6 @@ def obs(i: int) -> dict[str, Any]:
 @pytest.fixture
 def exporter() -> InMemorySpanExporter:
     return InMemorySpanExporter()
-
-
-@contextlib.contextmanager
-def served(app: Any) -> Iterator[str]:
-    """``app`` behind a real uvicorn server in a thread (requests truly concurrent)."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive(), "the server exited at start-up"
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 @pytest.fixture(params=["memory", "redis"])
