@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import os
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,6 +37,7 @@ from tests.support.kubernetes import (
     validate_custom,
 )
 from tests.support.service_process import ROOT
+from tests.support.settings_env import settings_from
 
 pytest.importorskip("kubernetes_validate")
 
@@ -180,13 +180,7 @@ def _settings_of(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settin
     assert not unknown_variables(env), (
         f"unknown settings stop the service: {unknown_variables(env)}"
     )
-    with monkeypatch.context() as patch:
-        for key in list(os.environ):
-            if key.upper().startswith("FORECAST_"):
-                patch.delenv(key)
-        for key, value in env.items():
-            patch.setenv(key, value)
-        return Settings()
+    return settings_from(env, monkeypatch)
 
 
 def _port(container: dict[str, Any], port: int | str) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,6 @@ import httpx
 import pytest
 
 from tests.support.compose import NGINX_SITE, baked_model, replica_env
-from tests.support.debian import ensure_tool
 from tests.support.nginx import NginxBalancer
 from tests.support.service_process import ServiceProcess
 
@@ -42,23 +42,26 @@ class Deployment:
 
     def follow(self, rid: str) -> tuple[dict[str, Any], int, list[dict[str, Any]]]:
         """nginx's line of request ``rid``, the port of the replica it went to, and every
-        line that replica logged for it; no other replica may have logged it."""
-        (edge,) = [e for e in self.nginx_lines() if e["request_id"] == rid]
-        port = int(edge["upstream"].rsplit(":", 1)[1])
-        assert port in self.replicas, edge
-        mine = [e for e in self.replica_lines(port) if e.get("request_id") == rid]
+        line that replica logged for it; no other replica may have logged it.
+
+        Both access lines are written just after the answer went out: wait for them.
+        """
+        deadline = time.monotonic() + 10
+        while True:
+            edges = [e for e in self.nginx_lines() if e["request_id"] == rid]
+            if edges:
+                (edge,) = edges
+                port = int(edge["upstream"].rsplit(":", 1)[1])
+                assert port in self.replicas, edge
+                mine = [e for e in self.replica_lines(port) if e.get("request_id") == rid]
+                if any(e["logger"] == "service.access" for e in mine):
+                    break
+            assert time.monotonic() < deadline, f"no access lines for {rid} in time"
+            time.sleep(0.02)
         for other in self.replicas:
             if other != port:
                 assert not [e for e in self.replica_lines(other) if e.get("request_id") == rid]
         return edge, port, mine
-
-
-@pytest.fixture(scope="module")
-def nginx_binary() -> str:
-    binary, reason = ensure_tool("nginx", "nginx-light")
-    if binary is None:
-        pytest.skip(reason)
-    return binary
 
 
 @pytest.fixture
@@ -140,7 +143,9 @@ def test_a_log_line_from_inside_the_request_carries_the_id(deployment: Deploymen
 
 def test_every_line_every_process_wrote_is_one_json_object(deployment: Deployment) -> None:
     """Start-up lines from uvicorn and the service included, not only request lines."""
-    assert httpx.get(deployment.nginx.url + "/health/ready", timeout=30).status_code == 200
+    r = httpx.get(deployment.nginx.url + "/v1/models", timeout=30)
+    assert r.status_code == 200
+    deployment.follow(r.headers["x-request-id"])  # waits for both access lines
     for port, (_, log) in deployment.replicas.items():
         text = log.read_text(encoding="utf-8")
         entries = [json.loads(line) for line in text.splitlines()]  # raises on a stray line
@@ -149,4 +154,3 @@ def test_every_line_every_process_wrote_is_one_json_object(deployment: Deploymen
         assert {"uvicorn.error", "service"} <= loggers, loggers
         for entry in entries:
             assert {"time", "level", "logger", "message"} <= set(entry)
-    assert deployment.nginx_lines(), "nginx logged nothing"
