@@ -15,22 +15,17 @@ keeps describing the request bodies by their pydantic models.
 
 from __future__ import annotations
 
-import functools
-import math
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 import numpy as np
-from litestar.dto import AbstractDTO, DTOConfig
-from litestar.dto.data_structures import DTOFieldDefinition
 from litestar.exceptions import ClientException, ValidationException
-from litestar.typing import FieldDefinition
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel
 from pydantic import ValidationError as PydanticError
 
+from service.api.epochs import Unreadable, epochs
 from service.api.requests import (
     BulkObserveRequest,
     Detail,
@@ -108,84 +103,11 @@ class _Slow(Exception):
     """The fast path does not take this body; the pydantic models judge it."""
 
 
-# --- times ------------------------------------------------------------------------------------
-
-_DATETIME = TypeAdapter(datetime)
-#: Epoch numbers the vectorized rule below is exact for: seconds up to the year 2255 (past
-#: that, microseconds exceed float64's 2**53) and milliseconds up to the year 2198.
-_SECONDS_LIMIT = 9e9
-_MS_LIMIT = 7.2e12
-_MS_WATERSHED = 2e10
-
-
-def _fast(numbers: np.ndarray) -> np.ndarray:
-    return (numbers >= 0) & (
-        (numbers < _SECONDS_LIMIT) | ((numbers > _MS_WATERSHED) & (numbers < _MS_LIMIT))
-    )
-
-
-def _epochs_of_numbers(numbers: np.ndarray) -> TimeArray:
-    """Epoch seconds of non-negative numbers, as pydantic reads them into a ``datetime``.
-
-    Seconds, or milliseconds above 2e10; microsecond precision, rounded half up (the
-    fraction of a number above 2e10 is taken as milliseconds, as pydantic-core does).
-    """
-    whole = np.floor(numbers)
-    fraction = numbers - whole
-    scaled = np.where(numbers > _MS_WATERSHED, fraction * 1000.0, fraction * 1e6)
-    rounded = np.floor(scaled)
-    micros = (rounded + ((scaled - rounded) >= 0.5)).astype(np.int64)
-    units = whole.astype(np.int64)
-    ms = units > int(_MS_WATERSHED)
-    seconds = np.where(ms, units // 1000, units)
-    micros += np.where(ms, (units % 1000) * 1000, 0)
-    return np.asarray((seconds * 1_000_000 + micros) / 1e6, dtype=np.float64)
-
-
-@functools.lru_cache(maxsize=4096)
-def _epoch_of(value: float | str) -> float:
-    """One time through pydantic itself (text, and numbers outside the fast rule's range)."""
+def _times(values: Sequence[float | str]) -> TimeArray:
     try:
-        return epoch(_DATETIME.validate_python(value))
-    except PydanticError:
+        return epochs(values)
+    except Unreadable:
         raise _Slow from None
-
-
-def _epoch_of_number(number: float) -> float:
-    """``_epochs_of_numbers`` for one number, in plain Python (the same IEEE operations)."""
-    whole = math.floor(number)
-    fraction = number - whole
-    scaled = fraction * 1000.0 if number > _MS_WATERSHED else fraction * 1e6
-    rounded = math.floor(scaled)
-    micros = rounded + (1 if scaled - rounded >= 0.5 else 0)
-    units = int(whole)
-    if units > int(_MS_WATERSHED):
-        units, extra = divmod(units, 1000)
-        micros += extra * 1000
-    return (units * 1_000_000 + micros) / 1e6
-
-
-def _is_fast(number: float) -> bool:
-    return 0 <= number < _SECONDS_LIMIT or _MS_WATERSHED < number < _MS_LIMIT
-
-
-def epochs(values: Sequence[float | str]) -> TimeArray:
-    """Epoch seconds of the times of a body, exactly as the pydantic models read them."""
-    if len(values) == 1:
-        (value,) = values
-        if type(value) is float and _is_fast(value):
-            return np.array([_epoch_of_number(value)])
-    if all(type(v) is float for v in values):
-        numbers = np.array(values, dtype=np.float64)
-        if _fast(numbers).all():
-            return _epochs_of_numbers(numbers)
-    out = np.empty(len(values), dtype=np.float64)
-    for i, value in enumerate(values):
-        if type(value) is float and _is_fast(value):
-            out[i] = _epoch_of_number(value)
-        else:
-            out[i] = _epoch_of(value)
-    return out
 
 
 def _rows(observations: Sequence[_Observation]) -> list[list[float]]:
@@ -211,7 +133,7 @@ def _finite(rows: Sequence[Sequence[float]]) -> None:
 def _series(observations: Sequence[_Observation], field: str) -> Observations:
     rows = _rows(observations)
     _finite(rows)
-    times = epochs([o.timestamp for o in observations])
+    times = _times([o.timestamp for o in observations])
     return Observations.build(times.tolist(), rows, field=field)
 
 
@@ -236,9 +158,9 @@ def _columns(
     if timestamps is not None and start is None and step is None:
         if len(timestamps) != len(rows):
             raise _Slow
-        times = epochs(timestamps)
+        times = _times(timestamps)
     elif timestamps is None and start is not None and step is not None:
-        first = float(epochs([start])[0])
+        first = float(_times([start])[0])
         times = first + step * np.arange(len(rows), dtype=np.float64)
     else:
         raise _Slow
@@ -458,7 +380,7 @@ def fast_bulk(body: _Bulk) -> BulkBody:
              for s in body.streams]  # fmt: skip
     for _, _, _, rows in items:
         _finite(rows)
-    return bulk_items(body.detail, items, epochs)
+    return bulk_items(body.detail, items, _times)
 
 
 def reference_bulk(model: BulkObserveRequest) -> BulkBody:
@@ -480,83 +402,3 @@ def stream_message(raw: bytes) -> tuple[bool, BulkBody] | None:
         return False, fast_bulk(_Bulk(streams=[one], detail="full"))
     except (msgspec.DecodeError, _Slow):
         return None
-
-
-# --- Litestar: the decoders as DTOs, documented by the pydantic models -----------------------
-
-
-class BodyDTO(AbstractDTO[T], Generic[T]):
-    """Decodes a request body with ``decoder``; documents it as ``documented``."""
-
-    config: ClassVar[DTOConfig] = DTOConfig()
-    documented: ClassVar[type[BaseModel]]
-
-    @staticmethod
-    def decode_body(raw: bytes, where: tuple[str, str]) -> Any:
-        raise NotImplementedError
-
-    @classmethod
-    def generate_field_definitions(
-        cls, model_type: type[Any]
-    ) -> Generator[DTOFieldDefinition, None, None]:
-        yield from ()
-
-    @classmethod
-    def detect_nested_field(cls, field_definition: FieldDefinition) -> bool:
-        return False
-
-    @classmethod
-    def create_for_field_definition(
-        cls, field_definition: FieldDefinition, handler_id: str, backend_cls: Any = None
-    ) -> None:
-        """Nothing to build: the decoder is plain code."""
-
-    @classmethod
-    def create_openapi_schema(
-        cls, field_definition: FieldDefinition, handler_id: str, schema_creator: Any
-    ) -> Any:
-        documented = FieldDefinition.from_annotation(
-            cls.documented, kwarg_definition=field_definition.kwarg_definition
-        )
-        return schema_creator.for_field_definition(documented)
-
-    def decode_bytes(self, value: bytes) -> Any:
-        connection = self.asgi_connection
-        where = (str(getattr(connection, "method", "")), connection.url.path)
-        return self.decode_body(value, where)
-
-
-class ObserveDTO(BodyDTO[Observations]):
-    model_type = Observations
-    documented = ObserveRequest
-
-    @staticmethod
-    def decode_body(raw: bytes, where: tuple[str, str]) -> Any:
-        return observe_body(raw, where)
-
-
-class CreateDTO(BodyDTO[CreateBody]):
-    model_type = CreateBody
-    documented = StreamCreate
-
-    @staticmethod
-    def decode_body(raw: bytes, where: tuple[str, str]) -> Any:
-        return create_body(raw, where)
-
-
-class ForecastDTO(BodyDTO[ForecastBody]):
-    model_type = ForecastBody
-    documented = ForecastRequest
-
-    @staticmethod
-    def decode_body(raw: bytes, where: tuple[str, str]) -> Any:
-        return forecast_body(raw, where)
-
-
-class BulkDTO(BodyDTO[BulkBody]):
-    model_type = BulkBody
-    documented = BulkObserveRequest
-
-    @staticmethod
-    def decode_body(raw: bytes, where: tuple[str, str]) -> Any:
-        return bulk_body(raw, where)

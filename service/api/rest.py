@@ -9,17 +9,10 @@ from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody, PathParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from service.api.bodies import (
-    BulkBody,
-    BulkDTO,
-    CreateBody,
-    CreateDTO,
-    ForecastBody,
-    ForecastDTO,
-    ObserveDTO,
-)
+from service.api.bodies import BulkBody, CreateBody, ForecastBody
 from service.api.bulk import observe_streams
 from service.api.deps import ForecasterDep, MaxSeriesDep, RegistryDep, TenantDep
+from service.api.dto import BulkDTO, CreateDTO, ForecastDTO, ObserveDTO
 from service.api.schemas import (
     BulkObserveResponse,
     ForecastResponse,

@@ -170,21 +170,29 @@ def server_stack() -> str:
 
 
 @contextlib.contextmanager
+def serving(
+    process: subprocess.Popen[bytes], url: str, probe: str, name: str, timeout: float
+) -> Iterator[str]:
+    """``url`` once ``probe`` answers 200; the process stopped on the way out."""
+    try:
+        ready = partial(answers_ok, f"{url}{probe}")
+        wait_until_ready(process, ready, name=name, timeout=timeout, interval=0.05)
+        yield url
+    finally:
+        stop_process(process)
+
+
+@contextlib.contextmanager
 def bare_server() -> Iterator[str]:
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.bench.bare_app", "--port", str(port)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    try:
-        ready = partial(answers_ok, f"{url}/ready")
-        wait_until_ready(process, ready, name="the bare app", timeout=30, interval=0.05)
+    with serving(process, f"http://127.0.0.1:{port}", "/ready", "the bare app", 30) as url:
         yield url
-    finally:
-        stop_process(process)
 
 
 def service_settings(store_url: str) -> tuple[dict[str, str], dict[str, Any]]:
@@ -254,11 +262,7 @@ def mlserver_server(model_dir: Path, name: str, log: Path) -> Iterator[str | Non
         yield None
         return
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
     process = mlserver_peer.spawn(model_dir, name, port, ROOT, log)
-    try:
-        ready = partial(answers_ok, f"{url}/v2/models/{name}/ready")
-        wait_until_ready(process, ready, name="MLServer", timeout=90, interval=0.2)
+    probe = f"/v2/models/{name}/ready"
+    with serving(process, f"http://127.0.0.1:{port}", probe, "MLServer", 90) as url:
         yield url
-    finally:
-        stop_process(process)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from litestar.exceptions import ClientException, ValidationException
 from pydantic import TypeAdapter
 
-from service.api import bodies
+from service.api import bodies, epochs
 from service.api.requests import BulkObserveRequest, ForecastRequest, ObserveRequest, StreamCreate
 from service.errors import ForecastError
 
@@ -48,8 +48,8 @@ def pydantic_epoch(value: float) -> float:
 )
 def test_epoch_numbers_are_read_as_pydantic_reads_them(value: float) -> None:
     expected = pydantic_epoch(value)
-    assert bodies.epochs([value])[0] == expected  # one alone: plain Python
-    assert bodies.epochs([value, value])[1] == expected  # many: numpy
+    assert epochs.epochs([value])[0] == expected  # one alone: plain Python
+    assert epochs.epochs([value, value])[1] == expected  # many: numpy
 
 
 @pytest.mark.parametrize(
@@ -57,7 +57,7 @@ def test_epoch_numbers_are_read_as_pydantic_reads_them(value: float) -> None:
     [2e10, 2e10 + 0.5, 20_000_000_001.0, 5e-7, 2.5e-6, 1_700_000_000.9999996, -1.25, 9e12, 1e14],
 )
 def test_epoch_edges(value: float) -> None:
-    assert bodies.epochs([value])[0] == pydantic_epoch(value)
+    assert epochs.epochs([value])[0] == pydantic_epoch(value)
 
 
 def obs(i: int, **changes: Any) -> dict[str, Any]:
