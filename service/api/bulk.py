@@ -8,6 +8,7 @@ read off the core's answer columns, so a stream costs no per-stream objects but 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -50,10 +51,10 @@ async def observe_streams(
     results = await asyncio.gather(
         *(forecaster.observe_readings(tenant, readings) for _, readings in batches)
     )
-    medians: dict[int, list[list[float]]] = {}
+    columns: dict[int, _Columns] = {}
     for (chosen, _), answers in zip(batches, results, strict=True):
         for j, k in enumerate(chosen):
-            out[k] = _answer(answers, j, stream_ids[k], ids[k], body.detail == "full", medians)
+            out[k] = _answer(answers, j, stream_ids[k], ids[k], body.detail == "full", columns)
     return [a for a in out if a is not None]
 
 
@@ -87,7 +88,7 @@ def _answer(
     stream_id: str,
     request_id: str | int | None,
     full: bool,
-    medians: dict[int, list[list[float]]],
+    columns: dict[int, _Columns],
 ) -> StreamAnswer:
     error = answers.error(j)
     if error is not None:
@@ -102,21 +103,47 @@ def _answer(
     assert where is not None
     chunk, row = where
     return StreamAnswer(
-        id=request_id, stream_id=stream_id, status=200, summary=_summary(chunk, row, medians)
+        id=request_id, stream_id=stream_id, status=200, summary=_summary(chunk, row, columns)
     )
 
 
-def _summary(chunk: AnswerChunk, row: int, medians: dict[int, list[list[float]]]) -> SummaryOut:
-    """``summary_out`` of a chunk's row, the medians of a chunk listed once for all its rows."""
-    median = medians.get(id(chunk))
-    if median is None:
-        median = medians[id(chunk)] = chunk.forecast[:, :, chunk.model.median_index].tolist()
-    last = float(chunk.last_ts[row])
+def _summary(chunk: AnswerChunk, row: int, columns: dict[int, _Columns]) -> SummaryOut:
+    """``summary_out`` of a chunk's row; each chunk's columns listed once for all its rows."""
+    listed = columns.get(id(chunk))
+    if listed is None:
+        listed = columns[id(chunk)] = _Columns.of(chunk)
+    last = listed.last_ts[row]
     return SummaryOut(
-        seq=int(chunk.seq[row]),
-        applied=int(chunk.applied[row]),
+        seq=listed.seq[row],
+        applied=listed.applied[row],
         skipped=len(chunk.skipped.get(row, ())),
-        last_timestamp=from_epoch(None if last == float("-inf") else last),
-        median=median[row] if chunk.has_forecast[row] else None,
-        missing=int(chunk.missing[row]),
+        last_timestamp=from_epoch(None if last == _NO_TIME else last),
+        median=listed.median[row] if listed.has_forecast[row] else None,
+        missing=listed.missing[row],
     )
+
+
+_NO_TIME = float("-inf")
+
+
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """A chunk's answer columns as Python lists (one conversion for all its rows)."""
+
+    seq: list[int]
+    applied: list[int]
+    missing: list[int]
+    last_ts: list[float]
+    median: list[list[float]]
+    has_forecast: list[bool]
+
+    @classmethod
+    def of(cls, chunk: AnswerChunk) -> _Columns:
+        return cls(
+            chunk.seq.tolist(),
+            chunk.applied.tolist(),
+            chunk.missing.tolist(),
+            chunk.last_ts.tolist(),
+            chunk.forecast[:, :, chunk.model.median_index].tolist(),
+            chunk.has_forecast.tolist(),
+        )

@@ -204,8 +204,12 @@ def service_settings(store_url: str) -> tuple[dict[str, str], dict[str, Any]]:
         "FORECAST_PROVIDERS": "cpu",
         "FORECAST_LOG_LEVEL": "warning",
         "FORECAST_MODEL_REPOSITORY": str(ROOT / "models" / "repository"),
+        # 100 windows of 512 readings in one stateless request (the default allows 10,000).
+        "FORECAST_MAX_OBSERVATIONS": "60000",
     }
-    effective = Settings(store_url=store_url, providers="cpu", log_level="warning").model_dump(
+    effective = Settings(
+        store_url=store_url, providers="cpu", log_level="warning", max_observations=60_000
+    ).model_dump(
         include={
             "providers",
             "batch_max_rows",
