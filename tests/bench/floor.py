@@ -33,7 +33,12 @@ THREADS = 0
 
 
 async def measure(
-    url: str, model_dir: Path, *, streams: int = 1000, seconds: float = 3.0
+    url: str,
+    model_dir: Path,
+    *,
+    streams: int = 1000,
+    seconds: float = 3.0,
+    variants: tuple[str, ...] = ("warm", "cold"),
 ) -> dict[str, Any]:
     runtime = load_runtime(model_dir, providers="cpu", threads=THREADS)
     store = RedisStore.from_url(url, timeout_seconds=10.0)
@@ -57,7 +62,7 @@ async def measure(
             np.float32
         )
         out: dict[str, Any] = {"streams": streams, "model": runtime.name}
-        for variant in ("warm", "cold"):
+        for variant in variants:
             spent = {"get_many": 0.0, "model": 0.0, "codec": 0.0, "commit_many": 0.0}
             rounds, started = 0, time.perf_counter()
             ts = 1_700_000_000.0
@@ -107,5 +112,12 @@ async def measure(
         runtime.close()
 
 
-def run(url: str, model_dir: Path, *, streams: int = 1000, seconds: float = 3.0) -> dict[str, Any]:
-    return asyncio.run(measure(url, model_dir, streams=streams, seconds=seconds))
+def run(
+    url: str,
+    model_dir: Path,
+    *,
+    streams: int = 1000,
+    seconds: float = 3.0,
+    variants: tuple[str, ...] = ("warm", "cold"),
+) -> dict[str, Any]:
+    return asyncio.run(measure(url, model_dir, streams=streams, seconds=seconds, variants=variants))

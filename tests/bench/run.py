@@ -453,7 +453,13 @@ class Bench:
         ):
             url = service.url
             self.loadgen(mode, url, *args(warm, concurrency, detail), timeout=t)
+            # The floor again right before each run: the ratio is of neighbours in time.
+            beside = floor.run(
+                store_url, self.model_dir, streams=1000, seconds=p.floor_seconds, variants=("warm",)
+            )
             runs[name] = self.loadgen(mode, url, *args(secs, concurrency, detail), timeout=t)
+            runs[name]["floor_beside_us_per_stream"] = beside["warm"]["floor_us_per_stream"]
+            runs[name]["floor_beside_updates_per_s"] = beside["warm"]["floor_updates_per_s"]
         after = scrape_counters(service.url)
         for run in runs.values():
             run["ratio_to_raw_onnxruntime"] = round(run["updates_per_s"] / ort["rows_per_s"], 4)
