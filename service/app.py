@@ -29,6 +29,7 @@ from service.api.openapi import describe_errors
 from service.api.rest import ModelController, StreamController, observe_bulk
 from service.api.schemas import observe_out
 from service.api.streaming import forecast_events, observations_socket
+from service.api.ui import ui_asset, ui_page
 from service.bus import open_bus
 from service.forecaster import Forecaster, ObserveResult
 from service.lifecycle import model_lifecycle
@@ -157,6 +158,8 @@ def create_app(
             ready,
             metrics,
             v2_router(cfg),
+            ui_page,
+            ui_asset,
         ],
         dependencies={
             "forecaster": Provide(_forecaster, sync_to_thread=False),
@@ -164,7 +167,8 @@ def create_app(
             "tenant": Provide(provide_tenant, sync_to_thread=False),
             "max_series": Provide(lambda: cfg.max_series, sync_to_thread=False),
         },
-        # Every route needs a key of the right role, except health, metrics and docs.
+        # Every route needs a key of the right role, except health, metrics, docs and the
+        # page's own files (its data calls carry the key).
         guards=[auth_guard],
         state=State({"authenticator": authenticator}),
         lifespan=[announce(authenticator), lifespan, model_lifecycle(cfg.model_poll_seconds)],

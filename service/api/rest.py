@@ -11,6 +11,12 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 
 from service.api.bulk import observe_streams
 from service.api.deps import ForecasterDep, MaxSeriesDep, RegistryDep, TenantDep
+from service.api.readings import (
+    ReadingsQuery,
+    StreamDetailOut,
+    detail_out,
+    stream_with_readings,
+)
 from service.api.schemas import (
     BulkObserveRequest,
     BulkObserveResponse,
@@ -19,10 +25,8 @@ from service.api.schemas import (
     ObserveOut,
     ObserveRequest,
     StreamCreate,
-    StreamOut,
     observe_out,
     series_forecast_out,
-    stream_out,
     to_observations,
 )
 from service.errors import PayloadTooLarge
@@ -131,9 +135,15 @@ class StreamController(Controller):
 
     @get("/{stream_id:str}", summary="A stream's position and latest forecast")
     async def get_stream(
-        self, forecaster: ForecasterDep, tenant: TenantDep, stream_id: StreamId
-    ) -> StreamOut:
-        return stream_out(await forecaster.get_stream(tenant, stream_id))
+        self,
+        forecaster: ForecasterDep,
+        tenant: TenantDep,
+        stream_id: StreamId,
+        readings: ReadingsQuery = 0,
+    ) -> StreamDetailOut:
+        if readings:
+            return await stream_with_readings(forecaster, tenant, stream_id, readings)
+        return detail_out(await forecaster.get_stream(tenant, stream_id))
 
     @delete("/{stream_id:str}", summary="Forget a stream", status_code=HTTP_204_NO_CONTENT)
     async def delete_stream(
