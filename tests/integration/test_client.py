@@ -335,30 +335,38 @@ def test_a_frozen_store_is_waited_out_and_the_reading_lands_once(
         assert client.get_stream("frozen").seq == 1
 
 
-def test_a_restarted_service_is_waited_out_over_rest_websocket_and_events(
+async def test_a_restarted_service_is_waited_out_over_rest_websocket_and_events(
     redis_service: ServiceProcess,
 ) -> None:
+    """Both clients, both sockets and a subscription, across a restart of the service."""
     with ForecastClient(redis_service.url, api_key=WRITE, retry=PATIENT) as client:
         model = client.models()[0]
         client.create_stream("kept", model.name)
         events: list[StreamEvent] = []
         listener = threading.Thread(
-            target=collect_until, args=(client.subscribe("kept"), 3, events), daemon=True
+            target=collect_until, args=(client.subscribe("kept"), 5, events), daemon=True
         )
         listener.start()
         wait_for(lambda: len(events) >= 1)
-        with client.socket() as socket:
-            assert socket.observe("kept", readings(model, 0, 1)).seq == 1
+        async with (
+            AsyncForecastClient(redis_service.url, api_key=WRITE, retry=PATIENT) as aclient,
+            aclient.socket() as asocket,
+        ):
+            with client.socket() as socket:
+                assert socket.observe("kept", readings(model, 0, 1)).seq == 1
+                assert (await asocket.observe("kept", readings(model, 1, 1))).seq == 2
 
-            redis_service.stop()
-            threading.Timer(0.5, redis_service.start).start()
-            assert client.observe("kept", readings(model, 1, 1)).seq == 2  # refused, then served
-            assert socket.observe("kept", readings(model, 2, 1)).seq == 3  # reconnected
+                redis_service.stop()
+                threading.Timer(0.5, redis_service.start).start()
+                # Refused, then served by the new process; the sockets reconnect.
+                assert (await aclient.observe("kept", readings(model, 2, 1))).seq == 3
+                assert socket.observe("kept", readings(model, 3, 1)).seq == 4
+                assert (await asocket.observe("kept", readings(model, 4, 1))).seq == 5
         listener.join(30)
     assert not listener.is_alive(), f"the subscription stopped at {events}"
     kinds = [e.kind for e in events]
-    # Before the restart: the snapshot and seq 1; after it, a new snapshot, and on to seq 3.
-    assert kinds[:2] == ["snapshot", "forecast"]
-    assert events[1].stream.seq == 1
-    assert "snapshot" in kinds[2:], "followed again after the restart"
-    assert events[-1].stream.seq == 3
+    # Before the restart: the snapshot and seq 1, 2; after it, a new snapshot, and on to 5.
+    assert kinds[:3] == ["snapshot", "forecast", "forecast"]
+    assert [e.stream.seq for e in events[:3]] == [0, 1, 2]
+    assert "snapshot" in kinds[3:], "followed again after the restart"
+    assert events[-1].stream.seq == 5

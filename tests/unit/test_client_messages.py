@@ -209,3 +209,23 @@ def test_websocket_answers_and_close_codes() -> None:
     assert closed_error(None, "") is None
     assert websocket_url("https://h:8/base/") == "wss://h:8/base/v1/ws"
     assert websocket_url("http://127.0.0.1:8000") == "ws://127.0.0.1:8000/v1/ws"
+
+
+def test_the_client_stands_alone_and_shares_the_version() -> None:
+    """Importing the client loads none of the service (nor numpy, onnxruntime, litestar)."""
+    import subprocess
+    import sys
+
+    import forecast_client
+    import service
+
+    assert forecast_client.__version__ == service.__version__
+    probe = (
+        "import sys, forecast_client; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'service', 'numpy', 'onnxruntime', 'litestar', 'redis'}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

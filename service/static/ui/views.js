@@ -133,6 +133,7 @@ export async function streamView(view, ctx, streamId) {
   const chart = new StreamChart(chartBox);
   let shown = first;
   const show = (stream) => {
+    if (ctx.signal.aborted) return; // the page has moved on: draw nothing more here
     shown = stream;
     facts.replaceChildren(
       h("dt", {}, "model"),
