@@ -20,23 +20,16 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from forecast_client import calls
 from forecast_client.calls import BulkInput, Call, Detail
 from forecast_client.messages import (
-    EventParser,
+    EventFeed,
     FeedFailed,
-    closed_error,
     handshake_error,
     observe_message,
+    raise_if_final,
     socket_answer,
-    stream_event,
     websocket_url,
 )
 from forecast_client.retry import Retry
-from forecast_client.session import (
-    DEFAULT_URL,
-    SSE_READ_TIMEOUT,
-    TRANSIENT,
-    headers_for,
-    unreachable,
-)
+from forecast_client.session import DEFAULT_URL, SSE_READ_TIMEOUT, TRANSIENT, Attempts, headers_for
 from forecast_client.types import (
     Forecast,
     ModelVersion,
@@ -130,39 +123,29 @@ class AsyncForecastClient:
         path = calls.stream_path(stream_id) + "/forecasts"
         timeout = httpx.Timeout(self._timeout, read=read_timeout)
         headers = {**self._headers, "Accept": "text/event-stream"}
-        failures = 0
+        attempts = Attempts(self.retry, "GET", path)
         while True:
-            error: BaseException | None = None
+            cause: BaseException | None = None
             try:
                 async with self._http.stream(
                     "GET", path, headers=headers, timeout=timeout
                 ) as response:
                     if response.status_code != 200:
                         await response.aread()
-                        refused = calls.error_of(response)
-                        if response.status_code not in self.retry.statuses:
-                            raise refused
-                        error = refused
+                        cause = calls.retry_cause(response, self.retry)
                     else:
-                        parser = EventParser()
+                        feed = EventFeed()
                         async for line in response.aiter_lines():
-                            message = parser.line(line)
-                            event = None if message is None else stream_event(*message)
-                            if event is None:
-                                continue
-                            if event.kind == "snapshot":
-                                failures = 0
-                            yield event
+                            if (event := feed.feed(line)) is not None:
+                                if event.kind == "snapshot":
+                                    attempts.retries = 0  # a fresh start: failures in a row
+                                yield event
             except (*TRANSIENT, FeedFailed) as exc:
-                error = exc
-            failures += 1
-            pause = self.retry.pause(failures)
-            if pause is None:
-                raise unreachable("GET", path, error)
-            await asyncio.sleep(pause)
+                cause = exc
+            await asyncio.sleep(attempts.after_failure(cause))
 
     async def _send(self, call: Call[T]) -> T:
-        retries = 0
+        attempts = Attempts(self.retry, call.method, call.path)
         while True:
             try:
                 response = await self._http.request(
@@ -173,16 +156,11 @@ class AsyncForecastClient:
                     headers=self._headers,
                 )
             except TRANSIENT as exc:
-                retries += 1
-                pause = self.retry.pause(retries)
-                if pause is None:
-                    raise unreachable(call.method, call.path, exc) from exc
-                await asyncio.sleep(pause)
+                await asyncio.sleep(attempts.after_failure(exc))
                 continue
-            pause = calls.answer_pause(response, retries + 1, self.retry)
+            pause = attempts.after_answer(response.status_code, calls.retry_after(response))
             if pause is None:
-                return calls.finish(call, response, retried=retries > 0)
-            retries += 1
+                return calls.finish(call, response, retried=attempts.retries > 0)
             await asyncio.sleep(pause)
 
     async def aclose(self) -> None:
@@ -227,7 +205,7 @@ class AsyncStreamSocket:
 
     async def connect(self) -> None:
         """Open the connection (again), retrying as the policy allows."""
-        failures = 0
+        attempts = Attempts(self._retry, "GET", self.url)
         while True:
             try:
                 self._connection = await connect(
@@ -239,17 +217,10 @@ class AsyncStreamSocket:
                 self._reader = asyncio.create_task(self._read(self._connection))
                 return
             except InvalidStatus as exc:
-                response = exc.response
-                if response.status_code not in self._retry.statuses:
-                    raise handshake_error(response) from exc
-                error: BaseException = exc
+                cause = handshake_error(exc.response, self._retry.statuses)  # raised if final
+                await asyncio.sleep(attempts.after_failure(cause))
             except (OSError, TimeoutError) as exc:
-                error = exc
-            failures += 1
-            pause = self._retry.pause(failures)
-            if pause is None:
-                raise unreachable("GET", self.url, error)
-            await asyncio.sleep(pause)
+                await asyncio.sleep(attempts.after_failure(exc))
 
     async def _read(self, connection: ClientConnection) -> None:
         try:
@@ -298,7 +269,7 @@ class AsyncStreamSocket:
     async def observe(self, stream_id: str, readings: Sequence[ReadingLike]) -> ObserveResult:
         """Send readings and await their forecast; errors are raised typed. (Bound the wait
         with ``asyncio.timeout`` where it matters.)"""
-        retries = 0
+        attempts = Attempts(self._retry, "WebSocket", self.url)
         while True:
             connection = self._live()
             message_id = next(self._ids)
@@ -309,27 +280,17 @@ class AsyncStreamSocket:
                 answer = await waiter
             except ConnectionClosed as exc:
                 self._waiting.pop(message_id, None)
-                final = closed_error(exc.rcvd.code if exc.rcvd else None, str(exc))
-                if final is not None:
-                    raise final from exc
-                retries += 1
-                pause = self._retry.pause(retries)
-                if pause is None:
-                    raise unreachable("WebSocket", self.url, exc) from exc
-                await asyncio.sleep(pause)
+                raise_if_final(exc)
+                await asyncio.sleep(attempts.after_failure(exc))
                 await self._reconnect(connection)
                 continue
             except BaseException:
                 self._waiting.pop(message_id, None)
                 raise
-            if answer.status in self._retry.statuses:
-                retries += 1
-                wait = answer.error.retry_after if answer.error is not None else None
-                pause = self._retry.pause(retries, wait)
-                if pause is not None:
-                    await asyncio.sleep(pause)
-                    continue
-            return answer.unwrap()
+            pause = attempts.after_answer(answer.status, answer.retry_after)
+            if pause is None:
+                return answer.unwrap()
+            await asyncio.sleep(pause)
 
     def _live(self) -> ClientConnection:
         if self._connection is None or self._closed:

@@ -138,11 +138,18 @@ def get_model(name: str) -> Call[list[ModelVersion]]:
     )
 
 
-def answer_pause(response: httpx.Response, retry: int, policy: Retry) -> float | None:
-    """The pause before retry number ``retry`` if ``response`` is one to retry, else None."""
+def retry_after(response: httpx.Response) -> float | None:
+    """The seconds of the answer's ``Retry-After``, if it has one."""
+    return retry_after_seconds(response.headers.get("retry-after"))
+
+
+def retry_cause(response: httpx.Response, policy: Retry) -> ApiError:
+    """The error of a refused subscription: raised when final, returned (as the cause of
+    the next try) when it is one to retry."""
+    error = error_of(response)
     if response.status_code not in policy.statuses:
-        return None
-    return policy.pause(retry, retry_after_seconds(response.headers.get("retry-after")))
+        raise error
+    return error
 
 
 def finish(call: Call[T], response: httpx.Response, *, retried: bool) -> T:
@@ -228,7 +235,6 @@ __all__ = [
     "BulkRounds",
     "Call",
     "Detail",
-    "answer_pause",
     "bulk_items",
     "create_stream",
     "delete_stream",
@@ -239,5 +245,7 @@ __all__ = [
     "get_stream",
     "list_models",
     "observe",
+    "retry_after",
+    "retry_cause",
     "stream_path",
 ]

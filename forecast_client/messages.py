@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Response
 
 from forecast_client.errors import ApiError, Forbidden, Unauthorized, problem_error
@@ -57,15 +58,26 @@ def closed_error(code: int | None, reason: str) -> ApiError | None:
     return cls(status, code=f"websocket-close-{code}", title="WebSocket closed", detail=reason)
 
 
-def handshake_error(response: Response) -> ApiError:
-    """The error of a WebSocket upgrade the service refused with an HTTP answer."""
+def raise_if_final(closed: ConnectionClosed) -> None:
+    """Raise the error a closed connection stands for, when retrying cannot help."""
+    final = closed_error(closed.rcvd.code if closed.rcvd else None, str(closed))
+    if final is not None:
+        raise final from closed
+
+
+def handshake_error(response: Response, retry_statuses: frozenset[int]) -> ApiError:
+    """The error of a WebSocket upgrade the service refused with an HTTP answer; raised at
+    once when it is not one to retry."""
     try:
         problem: Any = json.loads(bytes(response.body)) if response.body else {}
     except ValueError:
         problem = {}
-    return problem_error(
+    error = problem_error(
         response.status_code, problem, request_id=response.headers.get("x-request-id")
     )
+    if response.status_code not in retry_statuses:
+        raise error
+    return error
 
 
 class EventParser:
@@ -95,6 +107,17 @@ class EventParser:
         return None
 
 
+class EventFeed:
+    """Lines of a subscription in, its typed events out (see :func:`stream_event`)."""
+
+    def __init__(self) -> None:
+        self._parser = EventParser()
+
+    def feed(self, line: str) -> StreamEvent | None:
+        message = self._parser.line(line)
+        return None if message is None else stream_event(*message)
+
+
 def stream_event(event: str, data: str) -> StreamEvent | None:
     """The subscription's event, None for one this client does not know (skipped).
 
@@ -113,11 +136,13 @@ def stream_event(event: str, data: str) -> StreamEvent | None:
 
 __all__ = [
     "FINAL_CLOSE_CODES",
+    "EventFeed",
     "EventParser",
     "FeedFailed",
     "closed_error",
     "handshake_error",
     "observe_message",
+    "raise_if_final",
     "socket_answer",
     "stream_event",
     "websocket_url",

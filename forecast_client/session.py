@@ -7,6 +7,7 @@ from typing import Final
 import httpx
 
 from forecast_client.errors import ServiceUnreachable
+from forecast_client.retry import Retry
 
 DEFAULT_URL: Final = "http://127.0.0.1:8000"
 #: A subscription with no event and no keep-alive (the service sends one after 15 s of
@@ -34,4 +35,43 @@ def unreachable(method: str, where: str, cause: BaseException | None) -> Service
     return error
 
 
-__all__ = ["DEFAULT_URL", "SSE_READ_TIMEOUT", "TRANSIENT", "headers_for", "unreachable"]
+class Attempts:
+    """The tries of one request (or connection, or subscription) under a retry policy."""
+
+    def __init__(self, policy: Retry, method: str, where: str) -> None:
+        self.policy = policy
+        self.method = method
+        self.where = where
+        self.retries = 0
+
+    def after_failure(self, cause: BaseException | None) -> float:
+        """The pause before trying again after no answer came.
+
+        Raises:
+            ServiceUnreachable: the policy's tries are spent.
+        """
+        self.retries += 1
+        pause = self.policy.pause(self.retries)
+        if pause is None:
+            raise unreachable(self.method, self.where, cause)
+        return pause
+
+    def after_answer(self, status: int, retry_after: float | None) -> float | None:
+        """The pause before trying again after an answer of ``status``; None when the answer
+        is final (not one to retry, or the tries are spent)."""
+        if status not in self.policy.statuses:
+            return None
+        pause = self.policy.pause(self.retries + 1, retry_after)
+        if pause is not None:
+            self.retries += 1
+        return pause
+
+
+__all__ = [
+    "DEFAULT_URL",
+    "SSE_READ_TIMEOUT",
+    "TRANSIENT",
+    "Attempts",
+    "headers_for",
+    "unreachable",
+]

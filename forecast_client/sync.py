@@ -15,23 +15,16 @@ from websockets.sync.client import ClientConnection, connect
 from forecast_client import calls
 from forecast_client.calls import BulkInput, Call, Detail
 from forecast_client.messages import (
-    EventParser,
+    EventFeed,
     FeedFailed,
-    closed_error,
     handshake_error,
     observe_message,
+    raise_if_final,
     socket_answer,
-    stream_event,
     websocket_url,
 )
 from forecast_client.retry import Retry
-from forecast_client.session import (
-    DEFAULT_URL,
-    SSE_READ_TIMEOUT,
-    TRANSIENT,
-    headers_for,
-    unreachable,
-)
+from forecast_client.session import DEFAULT_URL, SSE_READ_TIMEOUT, TRANSIENT, Attempts, headers_for
 from forecast_client.types import (
     Forecast,
     ModelVersion,
@@ -151,44 +144,30 @@ class ForecastClient:
         """
         path = calls.stream_path(stream_id) + "/forecasts"
         timeout = httpx.Timeout(self._timeout, read=read_timeout)
-        failures = 0
+        headers = {**self._headers, "Accept": "text/event-stream"}
+        attempts = Attempts(self.retry, "GET", path)
         while True:
+            cause: BaseException | None = None
             try:
-                with self._http.stream(
-                    "GET", path, headers=self._sse_headers(), timeout=timeout
-                ) as response:
+                with self._http.stream("GET", path, headers=headers, timeout=timeout) as response:
                     if response.status_code != 200:
                         response.read()
-                        refused = calls.error_of(response)
-                        if response.status_code not in self.retry.statuses:
-                            raise refused
-                        error: BaseException | None = refused
+                        cause = calls.retry_cause(response, self.retry)
                     else:
-                        error = None
-                        parser = EventParser()
+                        feed = EventFeed()
                         for line in response.iter_lines():
-                            message = parser.line(line)
-                            event = None if message is None else stream_event(*message)
-                            if event is None:
-                                continue
-                            if event.kind == "snapshot":
-                                failures = 0
-                            yield event
+                            if (event := feed.feed(line)) is not None:
+                                if event.kind == "snapshot":
+                                    attempts.retries = 0  # a fresh start: failures in a row
+                                yield event
             except (*TRANSIENT, FeedFailed) as exc:
-                error = exc
-            failures += 1
-            pause = self.retry.pause(failures)
-            if pause is None:
-                raise unreachable("GET", path, error)
-            time.sleep(pause)
+                cause = exc
+            time.sleep(attempts.after_failure(cause))
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _sse_headers(self) -> dict[str, str]:
-        return {**self._headers, "Accept": "text/event-stream"}
-
     def _send(self, call: Call[T]) -> T:
-        retries = 0
+        attempts = Attempts(self.retry, call.method, call.path)
         while True:
             try:
                 response = self._http.request(
@@ -199,16 +178,11 @@ class ForecastClient:
                     headers=self._headers,
                 )
             except TRANSIENT as exc:
-                retries += 1
-                pause = self.retry.pause(retries)
-                if pause is None:
-                    raise unreachable(call.method, call.path, exc) from exc
-                time.sleep(pause)
+                time.sleep(attempts.after_failure(exc))
                 continue
-            pause = calls.answer_pause(response, retries + 1, self.retry)
+            pause = attempts.after_answer(response.status_code, calls.retry_after(response))
             if pause is None:
-                return calls.finish(call, response, retried=retries > 0)
-            retries += 1
+                return calls.finish(call, response, retried=attempts.retries > 0)
             time.sleep(pause)
 
     def close(self) -> None:
@@ -245,7 +219,7 @@ class StreamSocket:
         self._connect()
 
     def _connect(self) -> ClientConnection:
-        failures = 0
+        attempts = Attempts(self._retry, "GET", self.url)
         while True:
             try:
                 # Entered as ``with connect(...)`` would (websockets 17.1 warns on a connection
@@ -258,17 +232,11 @@ class StreamSocket:
                 ).__enter__()
                 return self._connection
             except InvalidStatus as exc:
-                response = exc.response
-                if response.status_code not in self._retry.statuses:
-                    raise handshake_error(response) from exc
-                error: BaseException = exc
+                time.sleep(
+                    attempts.after_failure(handshake_error(exc.response, self._retry.statuses))
+                )
             except (OSError, TimeoutError) as exc:
-                error = exc
-            failures += 1
-            pause = self._retry.pause(failures)
-            if pause is None:
-                raise unreachable("GET", self.url, error)
-            time.sleep(pause)
+                time.sleep(attempts.after_failure(exc))
 
     @property
     def _ws(self) -> ClientConnection:
@@ -293,30 +261,20 @@ class StreamSocket:
         self, stream_id: str, readings: Sequence[ReadingLike], *, timeout: float = 30.0
     ) -> ObserveResult:
         """Send readings and wait for their forecast; errors are raised typed."""
-        retries = 0
+        attempts = Attempts(self._retry, "WebSocket", self.url)
         while True:
             try:
                 message_id = self.send(stream_id, readings)
                 answer = self._answer_to(message_id, timeout)
             except ConnectionClosed as exc:
-                final = closed_error(exc.rcvd.code if exc.rcvd else None, str(exc))
-                if final is not None:
-                    raise final from exc
-                self._connection = None
-                retries += 1
-                pause = self._retry.pause(retries)
-                if pause is None:
-                    raise unreachable("WebSocket", self.url, exc) from exc
-                time.sleep(pause)
+                raise_if_final(exc)
+                self._connection = None  # opened again by the next send
+                time.sleep(attempts.after_failure(exc))
                 continue
-            if answer.status in self._retry.statuses:
-                retries += 1
-                wait = answer.error.retry_after if answer.error is not None else None
-                pause = self._retry.pause(retries, wait)
-                if pause is not None:
-                    time.sleep(pause)
-                    continue
-            return answer.unwrap()
+            pause = attempts.after_answer(answer.status, answer.retry_after)
+            if pause is None:
+                return answer.unwrap()
+            time.sleep(pause)
 
     def _answer_to(self, message_id: int | str, timeout: float) -> StreamAnswer:
         if message_id in self._early:

@@ -242,6 +242,10 @@ class StreamAnswer:
     def ok(self) -> bool:
         return self.status == 200
 
+    @property
+    def retry_after(self) -> float | None:
+        return None if self.error is None else self.error.retry_after
+
     def unwrap(self) -> ObserveResult:
         """The full result, or the error raised."""
         if self.error is not None:

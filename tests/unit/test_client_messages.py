@@ -15,6 +15,7 @@ from forecast_client.errors import (
     NotFound,
     ServerError,
     ServiceUnavailable,
+    ServiceUnreachable,
     StateMismatch,
     StreamLimitExceeded,
     Unauthorized,
@@ -29,6 +30,7 @@ from forecast_client.messages import (
     websocket_url,
 )
 from forecast_client.retry import Retry
+from forecast_client.session import Attempts
 from forecast_client.types import Reading, StreamAnswer, readings_json
 
 STREAM = {
@@ -132,12 +134,18 @@ def test_a_delete_retried_after_a_lost_answer_counts_a_404_as_done() -> None:
         calls.finish(calls.get_stream("s"), gone, retried=True)
 
 
-def test_only_a_retryable_answer_gets_a_pause() -> None:
-    policy = Retry(attempts=3, backoff=0.01)
-    assert calls.answer_pause(httpx.Response(503, headers={"retry-after": "1"}), 1, policy) == 1
-    assert calls.answer_pause(httpx.Response(502), 1, policy) is not None
-    assert calls.answer_pause(httpx.Response(503), 3, policy) is None
-    assert calls.answer_pause(httpx.Response(404), 1, policy) is None
+def test_attempts_pause_for_retryable_answers_and_give_up_on_failures() -> None:
+    attempts = Attempts(Retry(attempts=3, backoff=0.01), "GET", "/x")
+    assert attempts.after_answer(404, None) is None
+    assert attempts.after_answer(503, 1.0) == 1.0
+    assert attempts.after_answer(502, None) is not None
+    assert attempts.after_answer(503, None) is None, "the tries are spent: the answer stands"
+    attempts.retries = 0
+    attempts.after_failure(ConnectionError("reset"))
+    attempts.after_failure(ConnectionError("reset"))
+    with pytest.raises(ServiceUnreachable, match="ConnectionError"):
+        attempts.after_failure(ConnectionError("reset"))
+    assert calls.retry_after(httpx.Response(503, headers={"retry-after": "2"})) == 2.0
 
 
 def answer(i: int, status: int) -> StreamAnswer:
