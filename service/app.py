@@ -20,11 +20,13 @@ from prometheus_client import CollectorRegistry
 from service import __version__
 from service.api.admin import AdminController
 from service.api.auth import Authenticator, announce, auth_guard, provide_tenant
+from service.api.bodies import BoundedRequest
 from service.api.errors import exception_handlers
 from service.api.health import live, metrics, ready
 from service.api.kserve import v2_router
 from service.api.middleware import metrics_middleware
 from service.api.openapi import describe_errors
+from service.api.paths import EncodedSlashRouting, stream_id_middleware
 from service.api.rest import ModelController, StreamController, observe_bulk
 from service.api.schemas import observe_out
 from service.api.streaming import forecast_events, observations_socket
@@ -159,7 +161,8 @@ def create_app(
         state=State({"authenticator": authenticator}),
         lifespan=[announce(authenticator), lifespan, model_lifecycle(cfg.model_poll_seconds)],
         exception_handlers=exception_handlers(),
-        middleware=[DefineMiddleware(metrics_middleware(instruments))],
+        middleware=[DefineMiddleware(metrics_middleware(instruments)), stream_id_middleware],
+        request_class=BoundedRequest,
         request_max_body_size=cfg.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="stateful-forecast",
@@ -177,6 +180,8 @@ def create_app(
     )
     # Built now (and cached), with the error bodies the service really sends.
     describe_errors(app.openapi_schema)
+    # In front of the router: a stream id's encoded '/' must not split its path segment.
+    app.asgi_handler = EncodedSlashRouting(app.asgi_handler)
     return app
 
 

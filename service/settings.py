@@ -90,7 +90,12 @@ class Settings(BaseSettings):
         default=2.0, gt=0, description="Upper bound on every state store call."
     )
     key_prefix: str = Field(
-        default="fcst", min_length=1, description="Namespace of every key the service writes."
+        default="fcst",
+        pattern=r"^[^{}\s]{1,64}$",
+        description=(
+            "Namespace of every key the service writes: 1-64 characters, no braces (they "
+            "would move Redis Cluster hash tags) and no spaces."
+        ),
     )
     tenant: str = Field(
         default="default",

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 #: Domain error -> HTTP status. The most specific class listed wins.
 STATUS: dict[type[errors.ForecastError], int] = {
+    errors.MalformedInput: 400,
     errors.InvalidInput: 422,
     errors.UnknownModel: 404,
     errors.UnknownStream: 404,

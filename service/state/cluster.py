@@ -1,6 +1,6 @@
 """The Redis Cluster backend: the same record format and compare-and-set as ``redis.py``.
 
-Each stream key carries its own hash tag (``{tenant:stream}``, see ``record.stream_key``), so
+Each stream key carries its own hash tag (``{tenant:stream}``, see ``keys.stream_key``), so
 the streams of a batch sit in as many hash slots as there are streams, and a cluster refuses
 a multi-key command (MGET, a script's KEYS) that spans slots. One command per slot would cost
 a round trip's worth of client work per stream (measured ~100 us per stream through

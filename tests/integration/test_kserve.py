@@ -18,7 +18,7 @@ import numpy.typing as npt
 import pytest
 import redis
 
-from service.state.record import stream_key
+from service.state.keys import stream_key
 from tests.support.demo_repository import build_demo_repository
 from tests.support.redis_server import RedisServer
 from tests.support.service_process import ServiceProcess

@@ -17,7 +17,7 @@ from litestar.testing import TestClient
 
 from service.app import create_app
 from service.settings import ApiKeyEntry, Settings
-from service.state.record import stream_key
+from service.state.keys import stream_key
 from tests.support.service_process import ServiceProcess
 from tests.support.sse import (
     A_READ,
