@@ -81,7 +81,11 @@ def create_app(
             )
         backend = store
         if backend is None:
-            backend = open_store(cfg.store_url, timeout_seconds=cfg.store_timeout_seconds)
+            backend = open_store(
+                cfg.store_url,
+                timeout_seconds=cfg.store_timeout_seconds,
+                max_connections=cfg.store_max_connections,
+            )
         for runtime in models.all():
             instruments.model_info.labels(
                 runtime.name,

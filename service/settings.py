@@ -87,7 +87,19 @@ class Settings(BaseSettings):
         description="A stream that receives no observation for this long is forgotten.",
     )
     store_timeout_seconds: float = Field(
-        default=2.0, gt=0, description="Upper bound on every state store call."
+        default=2.0,
+        gt=0,
+        description="Upper bound on every state store call, waiting for a connection included.",
+    )
+    store_max_connections: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description=(
+            "Connections to Redis (to each node of a cluster) at most; calls beyond them wait "
+            "for one, and a call that gets none within store_timeout_seconds is answered 503 "
+            "(code store-busy: the pool is exhausted, the store is fine)."
+        ),
     )
     key_prefix: str = Field(
         default="fcst",
