@@ -13,6 +13,7 @@ def main() -> None:
     import uvicorn
 
     from service.app import create_app
+    from service.server import uvicorn_options
     from service.settings import Settings, unknown_variables
 
     unknown = unknown_variables(os.environ)
@@ -32,13 +33,7 @@ def main() -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    uvicorn.run(
-        create_app(settings, freeze_gc=True),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        lifespan="on",
-    )
+    uvicorn.run(create_app(settings, freeze_gc=True), **uvicorn_options(settings))
 
 
 if __name__ == "__main__":

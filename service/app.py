@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from service import __version__
 from service.api.admin import AdminController
 from service.api.auth import Authenticator, announce, auth_guard, provide_tenant
-from service.api.bodies import BoundedRequest
+from service.api.bodies import BoundedRequest, body_deadline
 from service.api.errors import exception_handlers
 from service.api.health import live, metrics, ready
 from service.api.kserve import v2_router
@@ -165,7 +165,11 @@ def create_app(
         state=State({"authenticator": authenticator}),
         lifespan=[announce(authenticator), lifespan, model_lifecycle(cfg.model_poll_seconds)],
         exception_handlers=exception_handlers(),
-        middleware=[DefineMiddleware(metrics_middleware(instruments)), stream_id_middleware],
+        middleware=[
+            DefineMiddleware(metrics_middleware(instruments)),
+            stream_id_middleware,
+            body_deadline(cfg.http_body_timeout_seconds),
+        ],
         request_class=BoundedRequest,
         request_max_body_size=cfg.max_body_bytes,
         openapi_config=OpenAPIConfig(

@@ -215,6 +215,33 @@ class Settings(BaseSettings):
     inference_threads: int = Field(
         default=0, ge=0, description="onnxruntime intra-op threads per session; 0 lets it choose."
     )
+    http_header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description=(
+            "A connection must send a request's headers within this long (of opening, or of "
+            "its first byte after the previous answer), or it gets 408 and is closed."
+        ),
+    )
+    http_body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description=(
+            "A request's whole body must arrive within this long of its headers, or the "
+            "request is answered 408 and the connection closed."
+        ),
+    )
+    http_max_connections: int = Field(
+        default=4096,
+        ge=1,
+        description=(
+            "Open connections (HTTP and WebSocket, SSE subscribers included) a replica serves "
+            "at once; a request beyond them is answered 503. Keep it under the process's "
+            "file descriptor limit."
+        ),
+    )
     host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port the HTTP server binds.")
     log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(

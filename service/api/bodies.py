@@ -1,4 +1,5 @@
-"""Request bodies and WebSocket messages: bounded in nesting before they are decoded.
+"""Request bodies and WebSocket messages: bounded in nesting before they are decoded, and
+bodies bounded in the time they take to arrive.
 
 JSON decoders recurse: ``{"a":`` repeated 5,000 times made every decoder of the service
 raise ``RecursionError`` (a 500 on REST and v2, a dead task on the WebSocket). No body the
@@ -8,16 +9,24 @@ service understands nests deeper than 8 levels, so anything deeper than
 The check costs nothing for ordinary bodies: one with at most ``MAX_JSON_DEPTH`` brackets
 cannot nest deeper, and counting brackets is a C loop. Only bodies with more (bulk requests)
 are scanned, with numpy, at well under a microsecond per stream of a bulk request.
+
+A body must also arrive within ``http_body_timeout_seconds`` of its headers
+(:func:`body_deadline`): a client that stops half way gets a 408 in the API's error form and
+the connection is closed, instead of holding it for as long as it likes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any, Final
 
 import msgspec
 import numpy as np
 from litestar import Request
+from litestar.enums import ScopeType
+from litestar.exceptions import HTTPException
+from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
 
 from service.errors import MalformedInput
 
@@ -112,9 +121,57 @@ class BoundedRequest(Request[Any, Any, Any]):
         return await super().json()
 
 
+class RequestTimeout(HTTPException):
+    """The body did not arrive in time; answered 408, and the connection is closed."""
+
+    status_code = 408
+
+
+def body_deadline(seconds: float) -> Any:
+    """Litestar middleware: a request's body must arrive within ``seconds`` of its headers.
+
+    Only reading the body is timed; once it is in, ``receive`` waits as long as the handler
+    likes (a streaming answer listens on it for the client going away).
+    """
+    if not seconds > 0:
+        raise ValueError(f"a body timeout must be positive, got {seconds}")
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != ScopeType.HTTP:
+                await app(scope, receive, send)
+                return
+            deadline = asyncio.get_running_loop().time() + seconds
+            body_done = False
+
+            async def timed_receive() -> ReceiveMessage:
+                nonlocal body_done
+                if body_done:
+                    return await receive()
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        message = await receive()
+                except TimeoutError:
+                    raise RequestTimeout(
+                        f"the request body did not arrive within {seconds:g} s",
+                        headers={"Connection": "close"},
+                    ) from None
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    body_done = True
+                return message
+
+            await app(scope, timed_receive, send)
+
+        return middleware
+
+    return wrap
+
+
 __all__ = [
     "MAX_JSON_DEPTH",
     "BoundedRequest",
+    "RequestTimeout",
+    "body_deadline",
     "check_depth",
     "decode_json",
     "json_depth",
