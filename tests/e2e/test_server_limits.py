@@ -11,7 +11,6 @@ import json
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -75,7 +74,8 @@ def test_half_sent_body_is_a_408_in_the_apis_form_and_changes_nothing(
     with connect(service) as sock:
         sock.sendall(
             b"PUT /v1/streams/half HTTP/1.1\r\nHost: test\r\n"
-            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (len(body) + 50)
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+            % (len(body) + 50)
             + body
         )
         answer, took = until_closed(sock)
