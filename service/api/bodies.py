@@ -25,7 +25,7 @@ import msgspec
 import numpy as np
 from litestar import Request
 from litestar.enums import ScopeType
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, SerializationException
 from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
 
 from service.errors import MalformedInput
@@ -45,6 +45,8 @@ def _mark_table() -> bytes:
 
 
 _TABLE: Final = _mark_table()
+#: Where msgspec says a JSON text went wrong.
+_AT_BYTE: Final = re.compile(r"\(byte (\d+)\)")
 #: An escape inside a string (the only place JSON allows a backslash) and its character.
 _ESCAPE: Final = re.compile(rb"\\.", re.DOTALL)
 
@@ -98,27 +100,77 @@ def decode_json(data: bytes | str, what: str = "the request body") -> Any:
     try:
         return msgspec.json.decode(data)
     except msgspec.MsgspecError as exc:
-        raise MalformedInput(f"{what} is not valid JSON: {exc}") from None
+        raise MalformedInput(f"{what} is not valid JSON: {explained(str(exc), data)}") from None
+
+
+def explained(error: str, data: bytes | str) -> str:
+    """A decoder's error, saying so when the culprit is a NaN or Infinity literal.
+
+    Python's ``json.dumps`` (and so ``tritonclient``) writes non-finite floats that way, and
+    "invalid character" would leave a client guessing.
+    """
+    at = _AT_BYTE.search(error)
+    if at is not None:
+        raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+        if raw[int(at[1]) :].startswith((b"NaN", b"Infinity", b"-Infinity")):
+            return (
+                f"NaN and Infinity are not numbers in JSON (byte {at[1]}); every value must "
+                "be a finite number"
+            )
+    return error
 
 
 def message_id(data: bytes | str) -> str | int | None:
     """The top-level ``id`` of a JSON object, when it can be read, for answers to echo.
 
-    Best effort for messages that are refused anyway: None when there is no such id or the
-    text cannot be read (a decoder that recurses too deep gives up rather than crashing).
+    For messages refused anyway: a valid one is decoded (nothing but the id is kept); one
+    that is not valid or nests too deep is searched for a top-level ``"id":`` followed by a
+    string or an integer. None when there is no such id.
     """
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     try:
-        return msgspec.json.decode(data, type=_IdOnly).id
-    except (msgspec.MsgspecError, RecursionError):
+        check_depth(raw)
+        return msgspec.json.decode(raw, type=_IdOnly).id
+    except (MalformedInput, msgspec.MsgspecError):
+        return _top_level_id(raw)
+
+
+#: A key "id" and its string or integer value (in text whose escapes are neutralised).
+_ID_MEMBER: Final = re.compile(rb'"id"\s*:\s*("[^"]*"|-?[0-9]+)')
+
+
+def _top_level_id(data: bytes) -> str | int | None:
+    """The value of an ``"id"`` key at depth 1 outside any string, found without decoding."""
+    if b'"id"' not in data:
         return None
+    neutral = _ESCAPE.sub(b"__", data)  # same length, so positions stay those of ``data``
+    marks = np.frombuffer(neutral.translate(_TABLE), dtype=np.int8)
+    quotes = marks == 2
+    quotes_before = np.cumsum(quotes) - quotes
+    in_string = (quotes_before & 1).astype(bool)
+    depth = np.cumsum(np.where(quotes | in_string, 0, marks), dtype=np.int64)
+    for member in _ID_MEMBER.finditer(neutral):
+        at = member.start()
+        if not in_string[at] and depth[at] == 1:
+            try:
+                value = msgspec.json.decode(data[member.start(1) : member.end(1)])
+            except msgspec.MsgspecError:
+                return None
+            return value if isinstance(value, str | int) else None
+    return None
 
 
 class BoundedRequest(Request[Any, Any, Any]):
     """Litestar's request, with the nesting of JSON bodies bounded before they are decoded."""
 
     async def json(self) -> Any:
-        check_depth(await self.body())
-        return await super().json()
+        body = await self.body()
+        check_depth(body)
+        try:
+            return await super().json()
+        except SerializationException as exc:
+            detail = explained(str(exc), body)
+            raise MalformedInput(f"the request body is not valid JSON: {detail}") from None
 
 
 class RequestTimeout(HTTPException):
@@ -174,6 +226,7 @@ __all__ = [
     "body_deadline",
     "check_depth",
     "decode_json",
+    "explained",
     "json_depth",
     "message_id",
 ]

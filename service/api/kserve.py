@@ -114,13 +114,15 @@ STREAM_PREFIX: Final = SEQUENCE_PREFIX
 _UINT64_MAX: Final = 2**64 - 1
 #: Every axis of an input is below this; a larger one cannot be a real tensor.
 _MAX_DIM: Final = 2**31
+#: More axes than this are refused before numpy sees them (it stops at 64).
+_MAX_RANK: Final = 8
 #: Re-stampings of a timestamp-less step that lost a race with another replica.
 _RESTAMP_ATTEMPTS: Final = 16
 
-#: Protocol datatype of each input, its NumPy dtype on the wire (little-endian), its rank.
-_INPUT_DATATYPES: Final[dict[str, tuple[str, np.dtype[Any], int]]] = {
-    INPUT_X: ("FP32", np.dtype("<f4"), 3),
-    INPUT_TIMESTAMP: ("FP64", np.dtype("<f8"), 2),
+#: Protocol datatype of each input, its NumPy dtype on the wire (little-endian), its axes.
+_INPUT_DATATYPES: Final[dict[str, tuple[str, np.dtype[Any], str]]] = {
+    INPUT_X: ("FP32", np.dtype("<f4"), "[B, T, F]"),
+    INPUT_TIMESTAMP: ("FP64", np.dtype("<f8"), "[B, T]"),
 }
 
 #: Domain error -> status in the v2 form. A step on an unknown sequence is the client's
@@ -328,7 +330,7 @@ def _input_tensor(
     if name not in _INPUT_DATATYPES:
         known = ", ".join(repr(n) for n in _INPUT_DATATYPES)
         raise _bad(f"unknown input {_brief(name)}; the model's inputs are {known}")
-    datatype, dtype, rank = _INPUT_DATATYPES[name]
+    datatype, dtype, axes = _INPUT_DATATYPES[name]
     if entry.get("datatype") != datatype:
         raise _bad(f"input {name!r} has datatype {datatype}, got {_brief(entry.get('datatype'))}")
     shape = entry.get("shape")
@@ -336,9 +338,10 @@ def _input_tensor(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise _bad(f"input {name!r} needs 'shape', a list of non-negative integers")
-    # Before any array is made: numpy refuses more than 64 axes, or an axis past 2**63.
-    if len(shape) != rank:
-        raise _bad(f"input {name!r} has rank {rank}, got a shape of {len(shape)} axes")
+    # Before any array is made: numpy refuses more than 64 axes, or an axis past 2**63. A
+    # shape of a few axes too many gets the full shape check once its array is made.
+    if len(shape) > _MAX_RANK:
+        raise _bad(f"input {name!r} has shape {axes}, got a shape of {len(shape)} axes")
     if any(d >= _MAX_DIM for d in shape):
         raise _bad(f"input {name!r}: every axis of 'shape' is below {_MAX_DIM}, got {shape}")
     count = math.prod(shape)

@@ -5,13 +5,13 @@ over the path already percent-decoded, where ``/v1/streams/a%2Fobservations`` an
 ``/v1/streams/a/observations`` are the same text, and Litestar routes on that text. So:
 
 - :class:`EncodedSlashRouting` wraps the app's ASGI handler, in front of the router. When the
-  raw path holds an encoded ``/``, it decodes the raw path segment by segment and writes each
-  segment back with ``%`` and ``/`` escaped (``%25``, ``%2F``), so every segment stays one
-  path component for the router. Other requests pass untouched.
+  raw path holds a percent-escape, it decodes the raw path segment by segment and writes
+  each segment back with ``%`` and ``/`` escaped (``%25``, ``%2F``), so every segment stays
+  one path component for the router. Other requests pass untouched.
 - :func:`stream_id_middleware` runs after routing: for such a request it unescapes the
-  ``stream_id`` path parameter, which then holds the client's ``/``. Other path parameters
-  (model names, versions) keep the escaped text and so can never hold a ``/`` (a model name
-  becomes a directory name in the repository).
+  ``stream_id`` path parameter, which then holds the client's ``/`` and ``%``. Other path
+  parameters (model names, versions) keep the escaped text and so can never hold a ``/`` (a
+  model name becomes a directory name in the repository).
 
 A raw path whose percent-escapes are not UTF-8 would reach the router with U+FFFD in place
 of each bad byte, silently naming another stream or model; it is refused before routing
@@ -39,7 +39,6 @@ from service.api.errors import PROBLEM_JSON
 
 #: Key in the scope's state: the path was re-escaped.
 _ESCAPED: Final = "forecast_escaped_path"
-_ENCODED_SLASH: Final = re.compile(rb"%2[fF]")
 _UNESCAPE: Final = re.compile("%2F|%25")
 #: The path parameter that may hold ``/``.
 STREAM_ID: Final = "stream_id"
@@ -50,7 +49,11 @@ class PathNotUTF8(ValueError):
 
 
 def routing_path(raw_path: bytes) -> str | None:
-    """The path to route ``raw_path`` on, or None where the server's decoding is right.
+    """The path to route ``raw_path`` on, or None for one without percent-escapes.
+
+    Decoded here, segment by segment, rather than trusting the server's decoding: that one
+    loses the difference between ``/`` and ``%2F``, replaces bytes that are not UTF-8, and
+    (in Litestar's test client) decodes twice.
 
     Raises:
         PathNotUTF8: the percent-decoded path is not UTF-8.
@@ -62,8 +65,6 @@ def routing_path(raw_path: bytes) -> str | None:
         texts = [unquote_to_bytes(part).decode("utf-8") for part in raw_path.split(b"/")]
     except UnicodeDecodeError as exc:
         raise PathNotUTF8(f"the URL path is not UTF-8 once percent-decoded: {exc}") from None
-    if not _ENCODED_SLASH.search(raw_path):
-        return None
     return "/".join(t.replace("%", "%25").replace("/", "%2F") for t in texts)
 
 

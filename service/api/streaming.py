@@ -33,7 +33,7 @@ from service.api.schemas import (
     StreamObservationsIn,
     stream_out,
 )
-from service.errors import ForecastError, MalformedInput
+from service.errors import ForecastError, InvalidInput, MalformedInput
 from service.forecaster import Forecaster, StreamView
 from service.settings import Settings
 
@@ -100,9 +100,9 @@ class TokenBucket:
 
 @websocket("/v1/ws", opt={"role": "write"})
 async def observations_socket(socket: WebSocket[Any, Any, Any]) -> None:
-    """Send ``{"stream_id", "observations", "id"?}`` or ``{"streams": [...]}`` messages (text
-    or binary frames of UTF-8 JSON); each is answered with the stream's outcome
-    (``{"results": [...]}`` for the second form) as soon as it is made.
+    """Send ``{"stream_id", "observations", "id"?}`` or ``{"streams": [...], "id"?}`` messages
+    (text or binary frames of UTF-8 JSON); each is answered with the stream's outcome
+    (``{"results": [...], "id"?}`` for the second form) as soon as it is made.
 
     Every message gets an answer: an unreadable one (not JSON, nested too deep) a 400, an
     invalid one a 422, each carrying the message's ``id`` when it can be read.
@@ -241,9 +241,13 @@ async def _answer(forecaster: Forecaster, tenant: str, data: str | bytes, limit:
     try:
         raw = decode_json(data, "the message")
         if isinstance(raw, dict) and "streams" in raw:
+            # The WebSocket's bulk form may carry a correlation id of its own.
+            request_id = _correlation_id(raw.pop("id", None))
             bulk = BulkObserveRequest.model_validate(raw)
             answers = await observe_streams(forecaster, tenant, bulk.streams, limit, bulk.detail)
-            return msgspec.json.encode(BulkObserveResponse(results=answers)).decode()
+            if request_id is None:
+                return msgspec.json.encode(BulkObserveResponse(results=answers)).decode()
+            return msgspec.json.encode({"id": request_id, "results": answers}).decode()
         item = StreamObservationsIn.model_validate(raw)
         (answer,) = await observe_streams(forecaster, tenant, [item], limit)
         return msgspec.json.encode(answer).decode()
@@ -254,16 +258,19 @@ async def _answer(forecaster: Forecaster, tenant: str, data: str | bytes, limit:
         where = ".".join(str(p) for p in first["loc"])
         return json.dumps(_with_id(_invalid(_shown(data), f"{where}: {first['msg']}"), data))
     except ForecastError as exc:
-        request_id = raw.get("id") if isinstance(raw, dict) else None
-        if not isinstance(request_id, str | int) or isinstance(request_id, bool):
-            request_id = None
-        return msgspec.json.encode(error_answer(exc, request_id=request_id)).decode()
+        return msgspec.json.encode(error_answer(exc, request_id=message_id(data))).decode()
     except Exception:
         log.exception("unhandled error answering a WebSocket message")
         failure = _invalid(
             _shown(data), "the server failed to handle this message; it has been logged", 500
         )
         return json.dumps(_with_id(failure, data))
+
+
+def _correlation_id(value: Any) -> str | int | None:
+    if value is None or (isinstance(value, str | int) and not isinstance(value, bool)):
+        return value
+    raise InvalidInput("id must be a string or an integer", field="id")
 
 
 @get(

@@ -69,9 +69,18 @@ def test_what_is_not_json_is_malformed_input(text: bytes) -> None:
 def test_message_ids_are_read_when_they_can_be() -> None:
     assert message_id('{"id": "m1", "x": 1}') == "m1"
     assert message_id(b'{"x": 1, "id": 7}') == 7
-    deep = '{"id": "m2", "x": ' + "[" * 5000 + "]" * 5000 + "}"
-    assert message_id(deep) in {"m2", None}  # best effort, never an exception
-    for unreadable in ("{not json", "[1, 2]", '{"id": true}', '{"id": [1]}', ""):
+    # Read without decoding from messages that are too deep or not JSON.
+    assert message_id('{"id": "m2", "x": ' + "[" * 5000 + "]" * 5000 + "}") == "m2"
+    assert message_id('{"x": [{"id": 5}], "id": -7, "v": NaN}') == -7
+    assert message_id('{"s": "\\"id\\": 3", "id": "ok\\n"}') == "ok\n"
+    for unreadable in (
+        "{not json",
+        "[1, 2]",
+        '{"id": true}',
+        '{"id": [1]}',
+        "",
+        '{"a": {"id": 1}}',
+    ):
         assert message_id(unreadable) is None
 
 
@@ -115,7 +124,8 @@ def test_observations_outside_the_range_are_refused(rows: int) -> None:
     ("raw", "path"),
     [
         (b"/v1/streams/sensor-1", None),
-        (b"/v1/streams/K%C3%BChlhaus%203/observations", None),  # the server's decoding is right
+        (b"/v1/streams/K%C3%BChlhaus%203/observations", "/v1/streams/Kühlhaus 3/observations"),
+        (b"/v1/streams/a%252Fb", "/v1/streams/a%252Fb"),  # the text "a%2Fb", escaped once
         (b"/v1/streams/plant%2Fline-1%2Ftemp", "/v1/streams/plant%2Fline-1%2Ftemp"),
         (b"/v1/streams/a%2fb/observations", "/v1/streams/a%2Fb/observations"),
         (b"/v1/streams/50%25%2F", "/v1/streams/50%25%2F"),
