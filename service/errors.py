@@ -84,6 +84,13 @@ class ModelNotReady(ForecastError):
     code = "model-not-ready"
 
 
+class ModelFailed(ForecastError):
+    """onnxruntime failed on a request the model's contract accepts (logged where it fails)."""
+
+    title = "Model failed"
+    code = "model-failed"
+
+
 class StoreUnavailable(ForecastError):
     """The state store cannot be reached; the client should retry later."""
 

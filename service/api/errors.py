@@ -32,6 +32,7 @@ STATUS: dict[type[errors.ForecastError], int] = {
     # until a stream is deleted or expires, and clients retry a 429 by themselves.
     errors.StreamLimitExceeded: 403,
     errors.ModelNotReady: 503,
+    errors.ModelFailed: 503,
     errors.StoreUnavailable: 503,
 }
 

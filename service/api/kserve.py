@@ -137,6 +137,7 @@ _STATUS: Final[dict[type[errors.ForecastError], int]] = {
     errors.PayloadTooLarge: 413,
     errors.StreamLimitExceeded: 403,
     errors.ModelNotReady: 503,
+    errors.ModelFailed: 503,
     errors.StoreUnavailable: 503,
 }
 
