@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
@@ -13,6 +12,7 @@ def main() -> None:
     import uvicorn
 
     from service.app import create_app
+    from service.logs import configure_logging
     from service.server import uvicorn_options
     from service.settings import Settings, unknown_variables
 
@@ -29,10 +29,7 @@ def main() -> None:
         ]
         print("invalid settings:\n" + "\n".join(lines), file=sys.stderr)
         raise SystemExit(2) from None
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(create_app(settings, freeze_gc=True), **uvicorn_options(settings))
 
 

@@ -22,6 +22,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 from pydantic import ValidationError
 
+from service import tracing
 from service.contract import check_signature
 from service.errors import InvalidInput, ModelFailed, ModelNotReady, ModelRefused
 from service.manifest import (
@@ -141,13 +142,22 @@ class ModelRuntime:
                     field=INPUT_TIME,
                 )
             feeds[INPUT_TIME] = time_arr
-        try:
-            forecast, state_out = session.run(self._outputs, feeds)
-        except Exception as exc:  # onnxruntime raises its own pybind classes, no public base
-            logger.exception("model %s version %s failed to run", self.name, self.version)
-            raise ModelFailed(
-                f"model {self.name!r} version {self.version} failed to run: {_first_line(exc)}"
-            ) from exc
+        with tracing.span(
+            f"infer {self.name}",
+            {
+                "model.name": self.name,
+                "model.version": self.version,
+                "model.batch": int(x_arr.shape[0]),
+                "model.steps": int(x_arr.shape[1]),
+            },
+        ):
+            try:
+                forecast, state_out = session.run(self._outputs, feeds)
+            except Exception as exc:  # onnxruntime raises its own pybind classes, no public base
+                logger.exception("model %s version %s failed to run", self.name, self.version)
+                raise ModelFailed(
+                    f"model {self.name!r} version {self.version} failed to run: {_first_line(exc)}"
+                ) from exc
         return forecast, state_out
 
     async def run_async(

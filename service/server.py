@@ -99,6 +99,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
+        # uvicorn's records go through the service's handler; the app writes the access log.
+        "log_config": None,
+        "access_log": False,
         "lifespan": "on",
         "http": header_timeout_protocol(settings.http_header_timeout_seconds),
         "limit_concurrency": settings.http_max_connections,

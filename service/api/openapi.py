@@ -36,6 +36,10 @@ from service.ids import ID_JSON_PATTERN, ID_RULE, MAX_ID_BYTES
 PROBLEM: Final = "Problem"
 V2_ERROR: Final = "V2Error"
 _METHODS: Final = ("get", "put", "post", "delete", "patch", "head", "options")
+_REQUEST_ID: Final = Schema(
+    type=OpenAPIType.STRING,
+    description="The request's id, as in its X-Request-ID response header and its log lines.",
+)
 
 
 def _problem_schema() -> Schema:
@@ -53,6 +57,7 @@ def _problem_schema() -> Schema:
             "limit": Schema(
                 type=OpenAPIType.INTEGER, description="The limit reached (code stream-limit)."
             ),
+            "request_id": _REQUEST_ID,
         },
         description="An error (RFC 9457 problem details).",
     )
@@ -62,7 +67,7 @@ def _v2_error_schema() -> Schema:
     return Schema(
         type=OpenAPIType.OBJECT,
         required=["error"],
-        properties={"error": Schema(type=OpenAPIType.STRING)},
+        properties={"error": Schema(type=OpenAPIType.STRING), "request_id": _REQUEST_ID},
         description="An error of the KServe v2 protocol.",
     )
 

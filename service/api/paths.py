@@ -35,6 +35,7 @@ from litestar.types import (
     Send,
 )
 
+from service import request_id
 from service.api.errors import PROBLEM_JSON
 
 #: Key in the scope's state: the path was re-escaped.
@@ -70,14 +71,17 @@ def routing_path(raw_path: bytes) -> str | None:
 
 def _refusal(path: str, detail: str) -> tuple[bytes, bytes]:
     """A 400 body in the error form of the API under ``path``, and its media type."""
+    rid = request_id.current()
+    extra = {} if rid is None else {"request_id": rid}
     if path == "/v2" or path.startswith("/v2/"):
-        return json.dumps({"error": detail}).encode(), b"application/json"
+        return json.dumps({"error": detail, **extra}).encode(), b"application/json"
     body = {
         "type": "urn:stateful-forecast:problem:malformed-path",
         "title": "Malformed request path",
         "status": 400,
         "detail": detail,
         "code": "malformed-path",
+        **extra,
     }
     return json.dumps(body).encode(), PROBLEM_JSON.encode()
 
