@@ -8,7 +8,8 @@ form (problem+json on REST, ``{"error": ...}`` under /v2, an answer carrying the
 ``id`` on the WebSocket), and the store must be byte for byte what it was (DUMP of every key,
 before and after, as the schema fuzzer checks).
 
-Routes come from the app's own OpenAPI document, so a new route without a row here fails.
+Routes come from the app's own OpenAPI document, so a new route without a row here fails;
+the GET routes with path parameters get the hostile paths too.
 """
 
 from __future__ import annotations
@@ -163,16 +164,20 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def routes(repository: Path) -> set[tuple[str, str]]:
-    """Every POST, PUT and DELETE operation the app documents."""
+    """Every POST, PUT and DELETE operation the app documents, and every GET with a path
+    parameter (only their paths can be hostile)."""
     document = create_app(Settings(model_repository=repository, providers="cpu")).openapi_schema
+    paths = document.to_schema()["paths"]
     found = {
         (method.upper(), path)
-        for path, item in document.to_schema()["paths"].items()
+        for path, item in paths.items()
         for method in item
         if method in {"post", "put", "delete"}
     }
     assert found == set(BODIES) | NO_BODY, "a route has no row in this table"
-    return found
+    reads = {("GET", path) for path, item in paths.items() if "get" in item and "{" in path}
+    assert ("GET", "/v1/streams/{stream_id}/forecasts") in reads
+    return found | reads
 
 
 @pytest.fixture(scope="module")
