@@ -237,7 +237,6 @@ def _rate_limited(data: str | bytes, rate: float, wait: float) -> dict[str, Any]
 
 async def _answer(forecaster: Forecaster, tenant: str, data: str | bytes, limit: int) -> str:
     """The answer to one message; never raises (a dead task would leave it unanswered)."""
-    raw: Any = None
     try:
         raw = decode_json(data, "the message")
         if isinstance(raw, dict) and "streams" in raw:
