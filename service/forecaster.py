@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import dataclasses
 import math
-import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -32,11 +31,13 @@ from service.errors import (
     UnknownModel,
     UnknownStream,
 )
+from service.ids import check_stream_id
 from service.metrics import Metrics
 from service.quota import StreamQuota
 from service.registry import ModelRegistry
 from service.runtime import ModelRuntime
 from service.state.base import StateStore
+from service.state.keys import stream_channel, stream_key
 from service.state.record import (
     FLAG_FORECAST,
     NO_TIMESTAMP,
@@ -48,16 +49,14 @@ from service.state.record import (
     layout_key,
     new_incarnation,
     new_nonces,
-    stream_key,
     token_of,
 )
+from service.timerange import in_range, out_of_range, outside
 
 FloatArray = npt.NDArray[np.float32]
 TimeArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-STREAM_ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,200}$"
-_STREAM_ID = re.compile(STREAM_ID_PATTERN)
 _ACTIVE_WINDOW_SECONDS = 300.0
 #: Model calls of at most this many rows x steps run on the event loop (tens of
 #: microseconds); larger ones go to a thread, where onnxruntime releases the GIL.
@@ -99,6 +98,8 @@ def _check_small(
                 _bad_value(value, f"{field}[{row}].values[{col}]")
         if not math.isfinite(ts):
             _bad_timestamp(row, field)
+        if not in_range(ts):
+            raise out_of_range(ts, f"{field}[{row}].timestamp")
         if ts <= previous:
             _unordered(row, field)
         previous = ts
@@ -145,6 +146,10 @@ class Observations:
         bad_ts = ~np.isfinite(ts)
         if bad_ts.any():
             _bad_timestamp(int(np.argmax(bad_ts)), field)
+        far = outside(ts)
+        if far.any():
+            row = int(np.argmax(far))
+            raise out_of_range(float(ts[row]), f"{field}[{row}].timestamp")
         steps = np.diff(ts)
         if (steps <= 0).any():
             _unordered(int(np.argmax(steps <= 0)) + 1, field)
@@ -1000,7 +1005,7 @@ class Forecaster:
         if self._encode is None or not updates:
             return
         await self._bus.refresh()
-        channels = [_channel(key) for key, _ in updates]
+        channels = [stream_channel(self._prefix, key) for key, _ in updates]
         wanted = self._bus.has_subscribers(channels)
         messages = [
             (channel, self._encode(result))
@@ -1014,7 +1019,7 @@ class Forecaster:
         self, tenant: str, stream_id: str
     ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[bytes]]:
         """Encoded updates of one stream, from whichever replica makes them."""
-        return self._bus.subscribe(_channel(self._key(tenant, stream_id)))
+        return self._bus.subscribe(stream_channel(self._prefix, self._key(tenant, stream_id)))
 
     async def get_stream(self, tenant: str, stream_id: str) -> StreamView:
         key = self._key(tenant, stream_id)
@@ -1039,12 +1044,7 @@ class Forecaster:
     # -- helpers ---------------------------------------------------------------------------
 
     def _key(self, tenant: str, stream_id: str) -> str:
-        if not _STREAM_ID.match(stream_id):
-            raise InvalidInput(
-                "stream ids are 1-200 characters of letters, digits and _ . : @ -",
-                field="stream_id",
-            )
-        return stream_key(self._prefix, tenant, stream_id)
+        return stream_key(self._prefix, tenant, check_stream_id(stream_id))
 
     def _check_size(self, obs: Observations | None) -> None:
         if obs is not None and len(obs) > self._max_observations:
@@ -1133,11 +1133,6 @@ class Forecaster:
         for k in stale:
             del self._recent[k]
         return float(len(self._recent))
-
-
-def _channel(key: str) -> str:
-    prefix, _, rest = key.partition(":s:")
-    return f"{prefix}:fc:{rest}"
 
 
 def _too_fast(stream_id: str) -> Conflict:

@@ -20,6 +20,7 @@ from service.api.schemas import (
 )
 from service.errors import ForecastError, PayloadTooLarge
 from service.forecaster import Forecaster, Observations
+from service.timerange import outside
 
 _F32_MAX = float(np.finfo(np.float32).max)
 
@@ -38,7 +39,8 @@ def _single_readings(items: list[StreamObservationsIn]) -> dict[int, Observation
 
     The usual ingest message has one reading per stream: checking and converting them
     together costs a fraction of one ``Observations.build`` each. An item whose reading is
-    not finite or overflows float32 is left out, so ``Observations.build`` reports it.
+    not finite, overflows float32 or is out of the time range is left out, so
+    ``Observations.build`` reports it.
     """
     by_width: dict[int, tuple[list[int], list[float], list[list[float]]]] = {}
     for i, item in enumerate(items):
@@ -54,7 +56,7 @@ def _single_readings(items: list[StreamObservationsIn]) -> dict[int, Observation
     for width, (index, times, rows) in by_width.items():
         ts = np.array(times, dtype=np.float64)
         wide = np.array(rows, dtype=np.float64).reshape(len(rows), width)
-        good = np.isfinite(ts) & (np.isfinite(wide) & (np.abs(wide) <= _F32_MAX)).all(axis=1)
+        good = ~outside(ts) & (np.isfinite(wide) & (np.abs(wide) <= _F32_MAX)).all(axis=1)
         values = wide.astype(np.float32)
         for k in np.flatnonzero(good).tolist():
             out[index[k]] = Observations(ts[k : k + 1], values[k : k + 1])

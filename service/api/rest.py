@@ -30,12 +30,17 @@ from service.api.schemas import (
     to_observations,
 )
 from service.errors import PayloadTooLarge
-from service.forecaster import STREAM_ID_PATTERN
+from service.ids import ID_JSON_PATTERN, ID_RULE, MAX_ID_BYTES
 from service.runtime import ModelRuntime
 
+#: The rule is checked by the core (``service.ids``), for every interface alike; the
+#: document only describes it (a JSON Schema length counts characters, the rule bytes).
 StreamId = Annotated[
     str,
-    PathParameter(description="Stream id, unique within the tenant.", pattern=STREAM_ID_PATTERN),
+    PathParameter(
+        description=f"Stream id, unique within the tenant: {ID_RULE}.",
+        schema_extra={"pattern": ID_JSON_PATTERN, "maxLength": MAX_ID_BYTES},
+    ),
 ]
 
 
