@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -56,14 +57,15 @@ def model(service: ServiceProcess) -> dict[str, Any]:
 def make_stream(service: ServiceProcess, model: dict[str, Any], stream_id: str) -> list[Any]:
     readings = daily_profile(model, T0, HISTORY + 40)
     body = {"model": model["name"], "history": readings[: HISTORY + 20]}
-    r = httpx.put(f"{service.url}/v1/streams/{stream_id}", json=body, headers=bearer(WRITE_KEY))
+    url = f"{service.url}/v1/streams/{quote(stream_id, safe='')}"
+    r = httpx.put(url, json=body, headers=bearer(WRITE_KEY))
     assert r.status_code == 201, r.text
     return readings
 
 
 def post(service: ServiceProcess, stream_id: str, reading: dict[str, Any]) -> dict[str, Any]:
     r = httpx.post(
-        f"{service.url}/v1/streams/{stream_id}/observations",
+        f"{service.url}/v1/streams/{quote(stream_id, safe='')}/observations",
         json={"observations": [reading]},
         headers=bearer(WRITE_KEY),
     )
@@ -216,7 +218,9 @@ def test_the_key_is_kept_refused_when_wrong_and_scoped_to_its_tenant(
 def test_the_stream_list_and_the_create_form(
     service: ServiceProcess, model: dict[str, Any]
 ) -> None:
-    make_stream(service, model, "opened-1")
+    # Any text is an id (a '/', a space, an umlaut): the page keeps it one path segment.
+    opened = "plant/line 1 Kühlhaus"
+    make_stream(service, model, opened)
     with browsing() as seen:
         page = seen.page
         open_page(page, service.url, "/", WRITE_KEY)
@@ -225,14 +229,14 @@ def test_the_stream_list_and_the_create_form(
         assert page.get_attribute("#list-source", "data-source") == "browser"
         assert page.locator(".empty").count() == 1
 
-        page.fill("#open-id", "opened-1")
+        page.fill("#open-id", opened)
         page.click("#open-form button[type=submit]")
         page.wait_for_selector('#chart[data-seq="116"]', timeout=TIMEOUT_MS)
 
         page.goto(f"{service.url}/ui#/")
         page.wait_for_selector("table.streams", timeout=TIMEOUT_MS)
         cells = page.locator("table.streams tbody tr td").all_text_contents()
-        assert cells[:3] == ["opened-1", model["name"], "116"]
+        assert cells[:3] == [opened, model["name"], "116"]
 
         page.fill("#create-id", "made-in-page")
         page.select_option("#create-model", model["name"])

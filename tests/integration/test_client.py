@@ -116,6 +116,20 @@ def test_a_stream_from_creation_to_deletion(client: ForecastClient, model: Model
         client.delete_stream("life")  # not a retry: a 404 is an answer
 
 
+def test_any_stream_id_travels_as_one_path_segment(
+    client: ForecastClient, model: ModelVersion
+) -> None:
+    name = "plant/line 1 Kühlhaus?x=1#2"
+    assert client.create_stream(name, model.name).stream_id == name
+    assert client.observe(name, readings(model, 0, 1)).stream_id == name
+    events = client.subscribe(name)
+    assert next(events).stream.stream_id == name
+    events.close()
+    client.delete_stream(name)
+    with pytest.raises(NotFound):
+        client.get_stream(name)
+
+
 def test_refusals_are_typed_with_the_services_problem(
     service: ServiceProcess, client: ForecastClient, model: ModelVersion
 ) -> None:
