@@ -13,6 +13,7 @@ def main() -> None:
 
     from service.app import create_app
     from service.logs import configure_logging
+    from service.server import uvicorn_options
     from service.settings import Settings, unknown_variables
 
     unknown = unknown_variables(os.environ)
@@ -29,16 +30,7 @@ def main() -> None:
         print("invalid settings:\n" + "\n".join(lines), file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log_level, settings.log_format)
-    uvicorn.run(
-        create_app(settings, freeze_gc=True),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        # uvicorn's records go through the service's handler; the app writes the access log.
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-    )
+    uvicorn.run(create_app(settings, freeze_gc=True), **uvicorn_options(settings))
 
 
 if __name__ == "__main__":

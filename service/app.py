@@ -20,15 +20,18 @@ from service import __version__
 from service.api.access import request_context
 from service.api.admin import AdminController
 from service.api.auth import Authenticator, announce, auth_guard, provide_tenant
+from service.api.bodies import BoundedRequest, body_deadline
 from service.api.docs import OfflineSwaggerPlugin
 from service.api.errors import exception_handlers
 from service.api.health import live, metrics, ready
 from service.api.kserve import v2_router
 from service.api.middleware import metrics_middleware
 from service.api.openapi import describe_errors
+from service.api.paths import EncodedSlashRouting, stream_id_middleware
 from service.api.rest import ModelController, StreamController, observe_bulk
 from service.api.schemas import observe_out
 from service.api.streaming import forecast_events, observations_socket
+from service.api.ui import ui_asset, ui_page
 from service.bus import open_bus
 from service.forecaster import Forecaster, ObserveResult
 from service.lifecycle import model_lifecycle
@@ -87,7 +90,11 @@ def create_app(
             )
         backend = store
         if backend is None:
-            backend = open_store(cfg.store_url, timeout_seconds=cfg.store_timeout_seconds)
+            backend = open_store(
+                cfg.store_url,
+                timeout_seconds=cfg.store_timeout_seconds,
+                max_connections=cfg.store_max_connections,
+            )
         for runtime in models.all():
             instruments.model_info.labels(
                 runtime.name,
@@ -158,6 +165,8 @@ def create_app(
             ready,
             metrics,
             v2_router(cfg),
+            ui_page,
+            ui_asset,
         ],
         dependencies={
             "forecaster": Provide(_forecaster, sync_to_thread=False),
@@ -165,12 +174,18 @@ def create_app(
             "tenant": Provide(provide_tenant, sync_to_thread=False),
             "max_series": Provide(lambda: cfg.max_series, sync_to_thread=False),
         },
-        # Every route needs a key of the right role, except health, metrics and docs.
+        # Every route needs a key of the right role, except health, metrics, docs and the
+        # page's own files (its data calls carry the key).
         guards=[auth_guard],
         state=State({"authenticator": authenticator}),
         lifespan=[announce(authenticator), lifespan, model_lifecycle(cfg.model_poll_seconds)],
         exception_handlers=exception_handlers(),
-        middleware=[DefineMiddleware(metrics_middleware(instruments))],
+        middleware=[
+            DefineMiddleware(metrics_middleware(instruments)),
+            stream_id_middleware,
+            body_deadline(cfg.http_body_timeout_seconds),
+        ],
+        request_class=BoundedRequest,
         request_max_body_size=cfg.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="stateful-forecast",
@@ -188,6 +203,8 @@ def create_app(
     )
     # Built now (and cached), with the error bodies the service really sends.
     describe_errors(app.openapi_schema)
+    # In front of the router: a stream id's encoded '/' must not split its path segment.
+    app.asgi_handler = EncodedSlashRouting(app.asgi_handler)
     # Outside the routes' middleware, so unmatched paths get an id and a log line too.
     app.asgi_handler = request_context(app.asgi_handler, spans)
     return app

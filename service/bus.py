@@ -5,7 +5,7 @@ subscriber connected to one replica sees updates made by every replica. ``RedisC
 does the same on Redis Cluster with sharded pub/sub (Redis >= 7.0): ``SPUBLISH`` goes to the
 primary that owns the channel's hash slot and ``SSUBSCRIBE`` listens there, so a message
 crosses one node instead of being broadcast over the whole cluster bus. A channel keeps its
-stream key's hash tag (``<prefix>:fc:{tenant:stream}``), so it lives where the stream does.
+stream key's hash tag (``service.state.keys``), so it lives where the stream does.
 
 Publishing costs nothing for streams nobody subscribes to: the Redis buses keep the set of
 channels with a subscriber anywhere (``PUBSUB CHANNELS``, or ``PUBSUB SHARDCHANNELS`` asked of
@@ -37,6 +37,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from service.errors import StoreUnavailable
 from service.state import parse_cluster_url
+from service.state.keys import channel_pattern
 from service.state.redis import bounded, client_options
 
 log = logging.getLogger(__name__)
@@ -590,7 +591,7 @@ def open_bus(store_url: str, *, key_prefix: str, timeout_seconds: float) -> Fore
     """Redis pub/sub for a ``redis://`` store, sharded pub/sub for ``redis+cluster://``, the
     in-process bus otherwise."""
     scheme = store_url.split("://", 1)[0].lower()
-    pattern = f"{key_prefix}:fc:*"
+    pattern = channel_pattern(key_prefix)
     if scheme in {"redis", "rediss"}:
         return RedisBus(store_url, pattern=pattern, timeout_seconds=timeout_seconds)
     if scheme == "redis+cluster":

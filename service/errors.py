@@ -39,6 +39,13 @@ class WrongModel(InvalidInput):
         self.version = version
 
 
+class MalformedInput(ForecastError):
+    """A body or message that cannot be read at all: not JSON, or nested too deeply."""
+
+    title = "Malformed request body"
+    code = "malformed-body"
+
+
 class UnknownModel(ForecastError):
     title = "Unknown model"
     code = "unknown-model"
@@ -89,6 +96,13 @@ class ModelNotReady(ForecastError):
     code = "model-not-ready"
 
 
+class ModelFailed(ForecastError):
+    """onnxruntime failed on a request the model's contract accepts (logged where it fails)."""
+
+    title = "Model failed"
+    code = "model-failed"
+
+
 class StoreUnavailable(ForecastError):
     """The state store cannot be reached; the client should retry later."""
 
@@ -98,6 +112,17 @@ class StoreUnavailable(ForecastError):
     def __init__(self, detail: str, *, retry_after: int = 1) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class StoreBusy(StoreUnavailable):
+    """Every connection to the store stayed in use for the whole store timeout.
+
+    The store is healthy; this replica has more calls in flight than its connection pool
+    (``store_max_connections``) serves in time. Retrying later helps, as for an outage.
+    """
+
+    title = "State store busy"
+    code = "store-busy"
 
 
 class ModelRefused(Exception):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Literal
@@ -32,35 +31,27 @@ from service.core.engine import Engine, Policies
 from service.core.gaps import GapPolicy, missing_before
 from service.core.observations import FloatArray, Observations, Readings, TimeArray
 from service.core.records import runtime_for, unknown
-from service.errors import (
-    ForecastError,
-    InvalidInput,
-    PayloadTooLarge,
-    StateMismatch,
-    UnknownStream,
-)
+from service.errors import ForecastError, PayloadTooLarge, StateMismatch, UnknownStream
+from service.ids import check_stream_id
 from service.metrics import Metrics
 from service.quota import StreamQuota
 from service.registry import ModelRegistry
 from service.runtime import ModelRuntime
 from service.state.base import StateStore
+from service.state.keys import stream_channel, stream_key
 from service.state.record import (
     NO_TIMESTAMP,
     RecordError,
     StreamRecord,
     new_incarnation,
     read_header,
-    stream_key,
 )
 
-STREAM_ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,200}$"
-_STREAM_ID = re.compile(STREAM_ID_PATTERN)
 _ACTIVE_WINDOW_SECONDS = 300.0
 
 ModelChangePolicy = Literal["reject", "replay"]
 
 __all__ = [
-    "STREAM_ID_PATTERN",
     "FloatArray",
     "Forecast",
     "Forecaster",
@@ -311,7 +302,7 @@ class Forecaster:
         if self._encode is None or not updates:
             return
         await self._bus.refresh()
-        channels = [_channel(key) for key, _, _ in updates]
+        channels = [stream_channel(self._prefix, key) for key, _, _ in updates]
         wanted = self._bus.has_subscribers(channels)
         messages = [
             (channel, self._encode(chunk.result(row)))
@@ -325,7 +316,7 @@ class Forecaster:
         self, tenant: str, stream_id: str
     ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[bytes]]:
         """Encoded updates of one stream, from whichever replica makes them."""
-        return self._bus.subscribe(_channel(self._key(tenant, stream_id)))
+        return self._bus.subscribe(stream_channel(self._prefix, self._key(tenant, stream_id)))
 
     async def get_stream(self, tenant: str, stream_id: str) -> StreamView:
         key = self._key(tenant, stream_id)
@@ -371,12 +362,7 @@ class Forecaster:
     # -- helpers ---------------------------------------------------------------------------
 
     def _key(self, tenant: str, stream_id: str) -> str:
-        if not _STREAM_ID.match(stream_id):
-            raise InvalidInput(
-                "stream ids are 1-200 characters of letters, digits and _ . : @ -",
-                field="stream_id",
-            )
-        return stream_key(self._prefix, tenant, stream_id)
+        return stream_key(self._prefix, tenant, check_stream_id(stream_id))
 
     def _check_size(self, obs: Observations | None) -> None:
         if obs is not None and len(obs) > self._max_observations:
@@ -397,8 +383,3 @@ class Forecaster:
         for k in stale:
             del self._recent[k]
         return float(len(self._recent))
-
-
-def _channel(key: str) -> str:
-    prefix, _, rest = key.partition(":s:")
-    return f"{prefix}:fc:{rest}"

@@ -39,12 +39,16 @@ class Training(BaseModel):
     seed: int | None = None
 
 
+#: A model's name: also a directory of the repository, so never ``.``, ``..`` or a path.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
 class Manifest(BaseModel):
     """Everything the service needs to know about one model version, next to its ONNX file."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    name: str = Field(pattern=NAME_PATTERN)
     version: int = Field(ge=1)
     kind: ModelKind
     features: list[str] = Field(min_length=1)

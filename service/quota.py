@@ -1,6 +1,6 @@
 """How many streams a tenant keeps: counted at creation, with no cost to observations.
 
-Each tenant has a quota in the store (``record.quota_key``): the ids of its streams, each
+Each tenant has a quota in the store (``keys.quota_key``): the ids of its streams, each
 scored with a deadline no later than the stream's expiry as known when it was scored.
 
 - Creating a stream first *admits* it, atomically in the store: allowed when it is counted
@@ -35,7 +35,7 @@ import time
 from service.errors import StreamLimitExceeded
 from service.metrics import Metrics
 from service.state.base import StateStore
-from service.state.record import quota_key, stream_key
+from service.state.keys import quota_key, stream_key
 
 #: Lapsed members looked at per round trip while pruning.
 PRUNE_PAGE = 256

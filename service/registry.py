@@ -27,7 +27,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from service.errors import ModelRefused, UnknownModel
-from service.manifest import MANIFEST_FILE, ONNX_FILE, Manifest
+from service.manifest import MANIFEST_FILE, NAME_PATTERN, ONNX_FILE, Manifest
 from service.runtime import ModelRuntime, ProviderSetting, load_runtime
 
 logger = logging.getLogger(__name__)
@@ -237,6 +237,8 @@ class ModelRegistry:
         """
         if self.repository is None:
             raise UnknownModel("this registry has no model repository to load from")
+        if not re.fullmatch(NAME_PATTERN, name):  # a name from a URL must not leave the repository
+            raise UnknownModel(f"no model is named {name!r}", field="name")
         directory = self.repository / name / str(version)
         if not _VERSION_DIR.fullmatch(str(version)) or not directory.is_dir():
             raise UnknownModel(

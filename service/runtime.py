@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from service import tracing
 from service.contract import check_signature
-from service.errors import InvalidInput, ModelNotReady, ModelRefused
+from service.errors import InvalidInput, ModelFailed, ModelNotReady, ModelRefused
 from service.manifest import (
     INPUT_STATE,
     INPUT_TIME,
@@ -107,6 +107,7 @@ class ModelRuntime:
             InvalidInput: a shape that does not fit the model, or no times for a graph that
                 reads them.
             ModelNotReady: the runtime was closed.
+            ModelFailed: onnxruntime failed (logged with its traceback).
         """
         session = self._session
         if session is None:
@@ -150,7 +151,13 @@ class ModelRuntime:
                 "model.steps": int(x_arr.shape[1]),
             },
         ):
-            forecast, state_out = session.run(self._outputs, feeds)
+            try:
+                forecast, state_out = session.run(self._outputs, feeds)
+            except Exception as exc:  # onnxruntime raises its own pybind classes, no public base
+                logger.exception("model %s version %s failed to run", self.name, self.version)
+                raise ModelFailed(
+                    f"model {self.name!r} version {self.version} failed to run: {_first_line(exc)}"
+                ) from exc
         return forecast, state_out
 
     async def run_async(

@@ -87,10 +87,27 @@ class Settings(BaseSettings):
         description="A stream that receives no observation for this long is forgotten.",
     )
     store_timeout_seconds: float = Field(
-        default=2.0, gt=0, description="Upper bound on every state store call."
+        default=2.0,
+        gt=0,
+        description="Upper bound on every state store call, waiting for a connection included.",
+    )
+    store_max_connections: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description=(
+            "Connections to Redis (to each node of a cluster) at most; calls beyond them wait "
+            "for one, and a call that gets none within store_timeout_seconds is answered 503 "
+            "(code store-busy: the pool is exhausted, the store is fine)."
+        ),
     )
     key_prefix: str = Field(
-        default="fcst", min_length=1, description="Namespace of every key the service writes."
+        default="fcst",
+        pattern=r"^[^{}\s]{1,64}$",
+        description=(
+            "Namespace of every key the service writes: 1-64 characters, no braces (they "
+            "would move Redis Cluster hash tags) and no spaces."
+        ),
     )
     tenant: str = Field(
         default="default",
@@ -206,6 +223,33 @@ class Settings(BaseSettings):
     )
     inference_threads: int = Field(
         default=0, ge=0, description="onnxruntime intra-op threads per session; 0 lets it choose."
+    )
+    http_header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description=(
+            "A connection must send a request's headers within this long (of opening, or of "
+            "its first byte after the previous answer), or it gets 408 and is closed."
+        ),
+    )
+    http_body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description=(
+            "A request's whole body must arrive within this long of its headers, or the "
+            "request is answered 408 and the connection closed."
+        ),
+    )
+    http_max_connections: int = Field(
+        default=4096,
+        ge=1,
+        description=(
+            "Open connections (HTTP and WebSocket, SSE subscribers included) a replica serves "
+            "at once; a request beyond them is answered 503. Keep it under the process's "
+            "file descriptor limit."
+        ),
     )
     host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port the HTTP server binds.")

@@ -10,9 +10,13 @@ every other method ``write``, and a handler (or its controller) may ask for more
 too weak a role gets 403 whatever the stream, and a stream's existence never leaks. Health
 probes, ``/metrics`` and the OpenAPI documents are open (see :data:`PUBLIC_PREFIXES`).
 
-The guard covers WebSocket routes too (a refused socket closes with 4401 or 4403); a handler
-reads who is calling with :func:`principal_of`, and code outside a route can call
-:func:`authenticate` with a connection or headers and :func:`require` with a role.
+The guard covers WebSocket routes too. A refused socket is accepted and at once closed with
+code 4401 (no key, or an unknown one) or 4403 (a key whose role is too weak), the reason
+saying which: refused during the handshake instead, every client would see the same HTTP 403
+(ASGI has no other way to refuse a handshake), and a browser's WebSocket sees no status at
+all, only a close code. A handler reads who is calling with :func:`principal_of`, and code
+outside a route can call :func:`authenticate` with a connection or headers and
+:func:`require` with a role.
 """
 
 from __future__ import annotations
@@ -28,9 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from litestar import Litestar, Request
+from litestar import Litestar, Request, WebSocket
 from litestar.connection import ASGIConnection
-from litestar.enums import ScopeType
 from litestar.exceptions import (
     NotAuthorizedException,
     PermissionDeniedException,
@@ -281,11 +284,13 @@ def required_role(connection: ASGIConnection[Any, Any, Any, Any], opt: Mapping[s
     return "read" if method in READ_METHODS else "write"
 
 
-def auth_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+async def auth_guard(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
     """App-wide guard: authenticate, check the role, remember the principal for the handler.
 
-    A refused WebSocket is closed with 4000 + the HTTP status (4401, 4403), the usual
-    convention, rather than Litestar's generic 4500.
+    A refused WebSocket is accepted, then closed with 4000 + the HTTP status (4401, 4403),
+    the usual convention, rather than refused at the handshake (see the module).
     """
     if handler.opt.get("public") or is_public(connection.scope["path"]):
         return
@@ -293,12 +298,19 @@ def auth_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRout
         principal = authenticate(connection)
         require(principal, required_role(connection, handler.opt))
     except (NotAuthorizedException, PermissionDeniedException) as exc:
-        if connection.scope["type"] == ScopeType.WEBSOCKET:
+        if isinstance(connection, WebSocket):
+            await connection.accept()
             raise WebSocketException(
-                detail=str(exc.detail), code=WS_CLOSE_BASE + exc.status_code
+                detail=_close_reason(str(exc.detail)), code=WS_CLOSE_BASE + exc.status_code
             ) from exc
         raise
     connection.scope.setdefault("state", {})[PRINCIPAL_KEY] = principal
+
+
+def _close_reason(text: str) -> str:
+    """``text`` cut to the 123 bytes a WebSocket close frame has room for."""
+    data = text.encode("utf-8")
+    return text if len(data) <= 123 else data[:120].decode("utf-8", "ignore") + "..."
 
 
 def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:

@@ -1,405 +1,232 @@
-"""The hot request bodies, decoded with msgspec straight into the core's checked readings.
+"""Request bodies and WebSocket messages: bounded in nesting before they are decoded, and
+bodies bounded in the time they take to arrive.
 
-Each body is first decoded by msgspec into plain structs of the usual shape (numbers and
-RFC 3339 text for times, ``values`` lists, no unknown fields). Anything else (a body that
-does not decode so, a ``true`` where a number goes, a number given as text, an epoch time
-outside the years 1970-2200, ...) is judged by the pydantic models of ``requests``, exactly
-as before: what they accept is accepted with the same meaning, and what they refuse is
-refused with the same problem+json and the same offending field. Times follow pydantic's
-rules to the microsecond (epoch seconds, or milliseconds past 2e10; text through pydantic
-itself), which the tests check against pydantic.
+JSON decoders recurse: ``{"a":`` repeated 5,000 times made every decoder of the service
+raise ``RecursionError`` (a 500 on REST and v2, a dead task on the WebSocket). No body the
+service understands nests deeper than 8 levels, so anything deeper than
+:data:`MAX_JSON_DEPTH` is refused as malformed (400) before a decoder sees it.
 
-The DTOs at the end hand these decoders to Litestar (``dto=``) while the OpenAPI document
-keeps describing the request bodies by their pydantic models.
+The check costs nothing for ordinary bodies: one with at most ``MAX_JSON_DEPTH`` brackets
+cannot nest deeper, and counting brackets is a C loop. Only bodies with more (bulk requests)
+are scanned, with numpy, at well under a microsecond per stream of a bulk request.
+
+A body must also arrive within ``http_body_timeout_seconds`` of its headers
+(:func:`body_deadline`): a client that stops half way gets a 408 in the API's error form and
+the connection is closed, instead of holding it for as long as it likes.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypeVar
+import asyncio
+import re
+from typing import Any, Final
 
 import msgspec
 import numpy as np
-from litestar.exceptions import ClientException, ValidationException
-from pydantic import BaseModel
-from pydantic import ValidationError as PydanticError
+from litestar import Request
+from litestar.enums import ScopeType
+from litestar.exceptions import HTTPException, SerializationException
+from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
 
-from service.api.epochs import Unreadable, epochs
-from service.api.requests import (
-    BulkObserveRequest,
-    Detail,
-    ForecastRequest,
-    ObservationIn,
-    ObserveRequest,
-    StreamCreate,
-    epoch,
-)
-from service.core.observations import Observations, TimeArray, single_readings
-from service.errors import ForecastError
+from service.errors import MalformedInput
 
-T = TypeVar("T")
-M = TypeVar("M", bound=BaseModel)
-
-# --- the shapes the fast path takes --------------------------------------------------------
+#: Deepest nesting of arrays and objects accepted in a body or message.
+MAX_JSON_DEPTH: Final = 32
 
 
-class _Observation(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    timestamp: float | str
-    values: list[float] | None = None
-    value: float | None = None
+def _mark_table() -> bytes:
+    """``bytes.translate`` table: each byte as its mark (int8): +1 opens an array or object,
+    -1 closes one, 2 is a quote, 0 is anything else."""
+    table = bytearray(256)
+    table[ord("[")] = table[ord("{")] = 1
+    table[ord("]")] = table[ord("}")] = 0xFF
+    table[ord('"')] = 2
+    return bytes(table)
 
 
-_Readings = Annotated[list[_Observation], msgspec.Meta(min_length=1)]
-#: Rows of values, or one value per row (a one-feature model's series).
-_Rows = Annotated[list[float | list[float]], msgspec.Meta(min_length=1)]
-_Positive = Annotated[float, msgspec.Meta(gt=0)]
-_Version = Annotated[int, msgspec.Meta(ge=1)]
+_TABLE: Final = _mark_table()
+#: Where msgspec says a JSON text went wrong.
+_AT_BYTE: Final = re.compile(r"\(byte (\d+)\)")
+#: An escape inside a string (the only place JSON allows a backslash) and its character.
+_ESCAPE: Final = re.compile(rb"\\.", re.DOTALL)
 
 
-class _Observe(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    observations: _Readings
-
-
-class _Stream(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    stream_id: str
-    observations: _Readings
+class _IdOnly(msgspec.Struct):
     id: str | int | None = None
 
 
-class _Bulk(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    streams: Annotated[list[_Stream], msgspec.Meta(min_length=1)]
-    detail: Literal["full", "summary"] = "full"
+def json_depth(data: bytes | str) -> int:
+    """How deeply the arrays and objects of a JSON text nest (0 for a bare value).
 
-
-class _Columns(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    values: _Rows
-    timestamps: list[float | str] | None = None
-    start: float | str | None = None
-    step: _Positive | None = None
-
-
-class _Series(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    id: str | None = None
-    observations: _Readings | None = None
-    values: _Rows | None = None
-    timestamps: list[float | str] | None = None
-    start: float | str | None = None
-    step: _Positive | None = None
-
-
-class _Forecast(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    series: Annotated[list[_Series], msgspec.Meta(min_length=1)]
-    version: _Version | None = None
-
-
-class _Create(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    model: str
-    version: _Version | None = None
-    history: list[_Observation] | _Columns | None = None
-
-
-class _Slow(Exception):
-    """The fast path does not take this body; the pydantic models judge it."""
-
-
-def _times(values: Sequence[float | str]) -> TimeArray:
-    try:
-        return epochs(values)
-    except Unreadable:
-        raise _Slow from None
-
-
-def _rows(observations: Sequence[_Observation]) -> list[list[float]]:
-    rows: list[list[float]] = []
-    for one in observations:
-        if one.values is not None:
-            if one.value is not None:
-                raise _Slow
-            rows.append(one.values)
-        elif one.value is not None:
-            rows.append([one.value])
-        else:
-            raise _Slow
-    return rows
-
-
-def _finite(rows: Sequence[Sequence[float]]) -> None:
-    """A number msgspec made infinite (a huge integer): pydantic words that refusal."""
-    isfinite = math.isfinite
-    if not all(isfinite(v) for row in rows for v in row):
-        raise _Slow
-
-
-def _series(observations: Sequence[_Observation], field: str) -> Observations:
-    rows = _rows(observations)
-    _finite(rows)
-    times = _times([o.timestamp for o in observations])
-    return Observations.build(times.tolist(), rows, field=field)
-
-
-def _columns(
-    given: list[float | list[float]],
-    timestamps: list[float | str] | None,
-    start: float | str | None,
-    step: float | None,
-    field: str,
-) -> Observations:
-    rows: Any
-    if all(type(v) is float for v in given):
-        rows = np.array(given, dtype=np.float64)[:, None]
-    elif all(type(v) is list for v in given):
-        rows = given
-        if len({len(row) for row in rows}) == 1:
-            _finite(rows)
-    else:
-        raise _Slow
-    if len(rows) and not np.isfinite(rows if isinstance(rows, np.ndarray) else 0.0).all():
-        raise _Slow
-    if timestamps is not None and start is None and step is None:
-        if len(timestamps) != len(rows):
-            raise _Slow
-        times = _times(timestamps)
-    elif timestamps is None and start is not None and step is not None:
-        first = float(_times([start])[0])
-        times = first + step * np.arange(len(rows), dtype=np.float64)
-    else:
-        raise _Slow
-    return Observations.build(times, rows, field=field, columns=True)  # type: ignore[arg-type]
-
-
-# --- decoding: the fast path, else the reference ---------------------------------------------
-
-
-def _reference(raw: bytes, model: type[M], method: str, path: str) -> M:
-    """The body judged as Litestar judged it with the pydantic models: 400 for bytes that
-    are not JSON, 422 naming the first offending field."""
-    try:
-        data = msgspec.json.decode(raw or b"null")
-    except msgspec.DecodeError as exc:
-        raise ClientException(str(exc)) from exc
-    try:
-        return model.model_validate(data)
-    except PydanticError as exc:
-        raise invalid(exc, method, path, data) from exc
-
-
-def invalid(exc: PydanticError, method: str, path: str, data: Any) -> ValidationException:
-    """Litestar's validation error for a pydantic model's refusal (key and message each)."""
-    messages: list[dict[str, str]] = []
-    for loc, text in _one_branch(exc, data):
-        message = {"message": text.split(" - ", maxsplit=1)[0]}
-        if loc:
-            message["key"] = ".".join(str(part) for part in loc)
-            message["source"] = "body"
-        messages.append(message)
-    return ValidationException(detail=f"Validation failed for {method} {path}", extra=messages)
-
-
-def _one_branch(exc: PydanticError, data: Any) -> list[tuple[list[Any], str]]:
-    """The errors of a field that takes a list or an object (``history``) as if it took only
-    the kind the body gave (a list unless it gave an object), without pydantic's branch tag:
-    the same errors a list-only field gave before the object form existed."""
-    out: list[tuple[list[Any], str]] = []
-    for error in exc.errors(include_url=False):
-        loc = list(error["loc"])
-        tags = [i for i, part in enumerate(loc) if isinstance(part, str) and "[" in part]
-        if tags:
-            i = tags[0]
-            given_object = isinstance(_at(data, loc[:i]), dict)
-            if given_object == str(loc[i]).startswith("list["):
-                continue
-            del loc[i]
-        out.append((loc, str(error["msg"])))
-    return out
-
-
-def _at(data: Any, path: Sequence[Any]) -> Any:
-    for part in path:
-        if (isinstance(data, dict) and part in data) or (
-            isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
-        ):
-            data = data[part]
-        else:
-            return None
-    return data
-
-
-def decode(
-    raw: bytes,
-    fast: type[T],
-    convert: Callable[[T], Any],
-    model: type[M],
-    reference: Callable[[M], Any],
-    where: tuple[str, str],
-) -> Any:
-    """``convert(fast struct)``, or for a body the fast path does not take,
-    ``reference(model)`` (raising as the model does)."""
-    try:
-        return convert(msgspec.json.decode(raw, type=fast))
-    except (msgspec.DecodeError, _Slow):
-        pass
-    return reference(_reference(raw, model, *where))
-
-
-@dataclass(frozen=True, slots=True)
-class CreateBody:
-    model: str
-    version: int | None
-    history: Observations | None
-
-
-@dataclass(frozen=True, slots=True)
-class ForecastBody:
-    version: int | None
-    ids: list[str | None]
-    series: list[Observations]
-
-
-@dataclass(slots=True)
-class BulkBody:
-    """A bulk request's streams: each item checked on its own.
-
-    ``single`` holds the one-reading items of each width as columns; ``many`` the others
-    (and one-reading items that need their exact error worded); ``errors`` the items whose
-    readings are refused.
+    Brackets inside strings do not count. For text that is not JSON the answer is some
+    number; the decoder refuses such text anyway.
     """
-
-    detail: Detail
-    ids: list[str | int | None]
-    stream_ids: list[str]
-    single: dict[int, tuple[list[int], TimeArray, np.ndarray]]
-    many: dict[int, Observations]
-    errors: dict[int, ForecastError]
-    #: Readings in the request, over all its streams.
-    rows: int = 0
-
-
-def observe_body(raw: bytes, where: tuple[str, str]) -> Observations:
-    return decode(  # type: ignore[no-any-return]
-        raw,
-        _Observe,
-        lambda body: _series(body.observations, "observations"),
-        ObserveRequest,
-        lambda model: _to_observations(model.observations, "observations"),
-        where,
-    )
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    if b"\\" in data:
+        data = _ESCAPE.sub(b"", data)  # an escape pair never opens, closes or ends anything
+    marks = np.frombuffer(data.translate(_TABLE), dtype=np.int8)
+    marks = marks[marks != 0]
+    quotes = marks == 2
+    in_string = (np.cumsum(quotes) & 1).astype(bool)  # after an odd number of quotes
+    steps = np.where(quotes | in_string, 0, marks)
+    return int(np.cumsum(steps, dtype=np.int64).max(initial=0))
 
 
-def create_body(raw: bytes, where: tuple[str, str]) -> CreateBody:
-    def fast(body: _Create) -> CreateBody:
-        history = body.history
-        if history is None:
-            obs = None
-        elif isinstance(history, _Columns):
-            obs = _columns(history.values, history.timestamps, history.start, history.step,
-                           "history")  # fmt: skip
-        else:
-            if not history:
-                raise _Slow
-            obs = _series(history, "history")
-        return CreateBody(body.model, body.version, obs)
-
-    return decode(  # type: ignore[no-any-return]
-        raw,
-        _Create,
-        fast,
-        StreamCreate,
-        lambda model: CreateBody(model.model, model.version, model.observations()),
-        where,
-    )
+def check_depth(data: bytes | str, what: str = "the request body") -> None:
+    """Raise MalformedInput if ``data`` nests deeper than ``MAX_JSON_DEPTH``."""
+    if isinstance(data, bytes):
+        opening = data.count(b"[") + data.count(b"{")
+    else:
+        opening = data.count("[") + data.count("{")
+    if opening <= MAX_JSON_DEPTH:  # a text cannot nest deeper than it has brackets
+        return
+    depth = json_depth(data)
+    if depth > MAX_JSON_DEPTH:
+        raise MalformedInput(
+            f"{what} nests arrays and objects {depth} levels deep; at most "
+            f"{MAX_JSON_DEPTH} are accepted"
+        )
 
 
-def forecast_body(raw: bytes, where: tuple[str, str]) -> ForecastBody:
-    def fast(body: _Forecast) -> ForecastBody:
-        series: list[Observations] = []
-        for i, one in enumerate(body.series):
-            field = f"series[{i}]"
-            if one.observations is not None:
-                if one.values or one.timestamps or one.start is not None or one.step:
-                    raise _Slow
-                series.append(_series(one.observations, f"{field}.observations"))
-            elif one.values is not None:
-                series.append(_columns(one.values, one.timestamps, one.start, one.step, field))
-            else:
-                raise _Slow
-        return ForecastBody(body.version, [one.id for one in body.series], series)
+def decode_json(data: bytes | str, what: str = "the request body") -> Any:
+    """Decode a JSON body or message to Python objects, nesting bounded.
 
-    def reference(model: ForecastRequest) -> ForecastBody:
-        series = [one.series(f"series[{i}]") for i, one in enumerate(model.series)]
-        return ForecastBody(model.version, [one.id for one in model.series], series)
-
-    return decode(raw, _Forecast, fast, ForecastRequest, reference, where)  # type: ignore[no-any-return]
-
-
-def _to_observations(items: list[ObservationIn], field: str) -> Observations:
-    return Observations.build(
-        [epoch(o.timestamp) for o in items], [o.row() for o in items], field=field
-    )
-
-
-def bulk_items(
-    detail: Detail,
-    items: Sequence[tuple[str | int | None, str, Sequence[float | str], list[list[float]]]],
-    times_of: Callable[[Sequence[float | str]], TimeArray],
-) -> BulkBody:
-    """Each stream's readings checked alone; one-reading ones as columns per width."""
-    out = BulkBody(detail, [i for i, _, _, _ in items], [s for _, s, _, _ in items], {}, {}, {})
-    out.rows = sum(len(rows) for _, _, _, rows in items)
-    by_width: dict[int, list[int]] = {}
-    for k, (_, _, _, rows) in enumerate(items):
-        if len(rows) == 1:
-            by_width.setdefault(len(rows[0]), []).append(k)
-    for width, chosen in by_width.items():
-        firsts = times_of([items[k][2][0] for k in chosen])
-        ts, values, good = single_readings(firsts.tolist(), [items[k][3][0] for k in chosen], width)
-        ok = [k for k, g in zip(chosen, good.tolist(), strict=True) if g]
-        if len(ok) == len(chosen):
-            out.single[width] = (chosen, ts, values)
-        else:
-            mask = good.nonzero()[0]
-            out.single[width] = (ok, ts[mask], values[mask])
-    taken = {k for chosen, _, _ in out.single.values() for k in chosen}
-    for k, (_, _, times, rows) in enumerate(items):
-        if k in taken:
-            continue
-        try:
-            out.many[k] = Observations.build(
-                times_of(times).tolist(), rows, field=f"streams[{k}].observations"
-            )
-        except ForecastError as exc:
-            out.errors[k] = exc
-    return out
-
-
-def bulk_body(raw: bytes, where: tuple[str, str]) -> BulkBody:
-    return decode(raw, _Bulk, fast_bulk, BulkObserveRequest, reference_bulk, where)  # type: ignore[no-any-return]
-
-
-def fast_bulk(body: _Bulk) -> BulkBody:
-    items = [(s.id, s.stream_id, [o.timestamp for o in s.observations], _rows(s.observations))
-             for s in body.streams]  # fmt: skip
-    _finite([row for _, _, _, rows in items for row in rows])  # one check for all streams
-    return bulk_items(body.detail, items, _times)
-
-
-def reference_bulk(model: BulkObserveRequest) -> BulkBody:
-    items = [
-        (s.id, s.stream_id, [epoch(o.timestamp) for o in s.observations],
-         [o.row() for o in s.observations])
-        for s in model.streams
-    ]  # fmt: skip
-    return bulk_items(model.detail, items, lambda times: np.array(times, dtype=np.float64))
-
-
-def stream_message(raw: bytes) -> tuple[bool, BulkBody] | None:
-    """A WebSocket message ``{"streams": [...]}`` (True) or ``{"stream_id", "observations",
-    "id"?}`` (False), if the fast path takes it (None: judge it by the pydantic models)."""
+    Raises:
+        MalformedInput: too deeply nested, not JSON (NaN and Infinity are not), not UTF-8,
+            or a number no float or integer can hold.
+    """
+    check_depth(data, what)
     try:
-        if b'"streams"' in raw:
-            return True, fast_bulk(msgspec.json.decode(raw, type=_Bulk))
-        one = msgspec.json.decode(raw, type=_Stream)
-        return False, fast_bulk(_Bulk(streams=[one], detail="full"))
-    except (msgspec.DecodeError, _Slow):
+        return msgspec.json.decode(data)
+    except msgspec.MsgspecError as exc:
+        raise MalformedInput(f"{what} is not valid JSON: {explained(str(exc), data)}") from None
+
+
+def explained(error: str, data: bytes | str) -> str:
+    """A decoder's error, saying so when the culprit is a NaN or Infinity literal.
+
+    Python's ``json.dumps`` (and so ``tritonclient``) writes non-finite floats that way, and
+    "invalid character" would leave a client guessing.
+    """
+    at = _AT_BYTE.search(error)
+    if at is not None:
+        raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+        if raw[int(at[1]) :].startswith((b"NaN", b"Infinity", b"-Infinity")):
+            return (
+                f"NaN and Infinity are not numbers in JSON (byte {at[1]}); every value must "
+                "be a finite number"
+            )
+    return error
+
+
+def message_id(data: bytes | str) -> str | int | None:
+    """The top-level ``id`` of a JSON object, when it can be read, for answers to echo.
+
+    For messages refused anyway: a valid one is decoded (nothing but the id is kept); one
+    that is not valid or nests too deep is searched for a top-level ``"id":`` followed by a
+    string or an integer. None when there is no such id.
+    """
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    try:
+        check_depth(raw)
+        return msgspec.json.decode(raw, type=_IdOnly).id
+    except (MalformedInput, msgspec.MsgspecError):
+        return _top_level_id(raw)
+
+
+#: A key "id" and its string or integer value (in text whose escapes are neutralised).
+_ID_MEMBER: Final = re.compile(rb'"id"\s*:\s*("[^"]*"|-?[0-9]+)')
+
+
+def _top_level_id(data: bytes) -> str | int | None:
+    """The value of an ``"id"`` key at depth 1 outside any string, found without decoding."""
+    if b'"id"' not in data:
         return None
+    neutral = _ESCAPE.sub(b"__", data)  # same length, so positions stay those of ``data``
+    marks = np.frombuffer(neutral.translate(_TABLE), dtype=np.int8)
+    quotes = marks == 2
+    quotes_before = np.cumsum(quotes) - quotes
+    in_string = (quotes_before & 1).astype(bool)
+    depth = np.cumsum(np.where(quotes | in_string, 0, marks), dtype=np.int64)
+    for member in _ID_MEMBER.finditer(neutral):
+        at = member.start()
+        if not in_string[at] and depth[at] == 1:
+            try:
+                value = msgspec.json.decode(data[member.start(1) : member.end(1)])
+            except msgspec.MsgspecError:
+                return None
+            return value if isinstance(value, str | int) else None
+    return None
+
+
+class BoundedRequest(Request[Any, Any, Any]):
+    """Litestar's request, with the nesting of JSON bodies bounded before they are decoded."""
+
+    async def json(self) -> Any:
+        body = await self.body()
+        check_depth(body)
+        try:
+            return await super().json()
+        except SerializationException as exc:
+            detail = explained(str(exc), body)
+            raise MalformedInput(f"the request body is not valid JSON: {detail}") from None
+
+
+class RequestTimeout(HTTPException):
+    """The body did not arrive in time; answered 408, and the connection is closed."""
+
+    status_code = 408
+
+
+def body_deadline(seconds: float) -> Any:
+    """Litestar middleware: a request's body must arrive within ``seconds`` of its headers.
+
+    Only reading the body is timed; once it is in, ``receive`` waits as long as the handler
+    likes (a streaming answer listens on it for the client going away).
+    """
+    if not seconds > 0:
+        raise ValueError(f"a body timeout must be positive, got {seconds}")
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != ScopeType.HTTP:
+                await app(scope, receive, send)
+                return
+            deadline = asyncio.get_running_loop().time() + seconds
+            body_done = False
+
+            async def timed_receive() -> ReceiveMessage:
+                nonlocal body_done
+                if body_done:
+                    return await receive()
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        message = await receive()
+                except TimeoutError:
+                    raise RequestTimeout(
+                        f"the request body did not arrive within {seconds:g} s",
+                        headers={"Connection": "close"},
+                    ) from None
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    body_done = True
+                return message
+
+            await app(scope, timed_receive, send)
+
+        return middleware
+
+    return wrap
+
+
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "BoundedRequest",
+    "RequestTimeout",
+    "body_deadline",
+    "check_depth",
+    "decode_json",
+    "explained",
+    "json_depth",
+    "message_id",
+]

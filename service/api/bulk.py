@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.api.bodies import BulkBody
+from service.api.decoders import BulkBody
 from service.api.errors import problem_body
 from service.api.schemas import (
     ProblemOut,

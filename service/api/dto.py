@@ -11,7 +11,7 @@ from litestar.dto.data_structures import DTOFieldDefinition
 from litestar.typing import FieldDefinition
 from pydantic import BaseModel
 
-from service.api.bodies import (
+from service.api.decoders import (
     BulkBody,
     CreateBody,
     ForecastBody,

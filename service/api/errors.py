@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 #: Domain error -> HTTP status. The most specific class listed wins.
 STATUS: dict[type[errors.ForecastError], int] = {
+    errors.MalformedInput: 400,
     errors.InvalidInput: 422,
     errors.UnknownModel: 404,
     errors.UnknownStream: 404,
@@ -34,6 +35,7 @@ STATUS: dict[type[errors.ForecastError], int] = {
     # until a stream is deleted or expires, and clients retry a 429 by themselves.
     errors.StreamLimitExceeded: 403,
     errors.ModelNotReady: 503,
+    errors.ModelFailed: 503,
     errors.StoreUnavailable: 503,
 }
 
@@ -133,6 +135,7 @@ _HTTP_CODES = {
     403: ("forbidden", "Forbidden"),
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
+    408: ("request-timeout", "Request timeout"),
     413: ("payload-too-large", "Payload too large"),
 }
 

@@ -18,11 +18,13 @@ Tensors (row-major, little-endian; JSON ``data`` flat or nested, or the binary e
 Without ``parameters.sequence_id`` (or with 0 / ``""``, Triton's "no sequence") an inference
 is a stateless forecast of B whole series from the initial state.
 
-With a ``sequence_id`` (unsigned 64-bit integer or string) the request is one step of a
-stream of the caller's tenant, and B must be 1 (as in Triton's sequence batcher). Sequence
-ids live in their own namespace of stream ids, so they never collide with REST streams: the
-integer 42 is stream ``v2:42`` and the string ``"pump-7"`` is stream ``v2:s:pump-7``; the
-REST API can read or delete them under those ids.
+With a ``sequence_id`` (unsigned 64-bit integer, or a string of the stream id rule of
+``service.ids``: any text of 1-256 UTF-8 bytes without control characters, so ``"Kühlhaus 3"``
+and ``"plant/line-1"`` are sequence ids) the request is one step of a stream of the caller's
+tenant, and B must be 1 (as in Triton's sequence batcher). Sequence ids live in their own
+namespace of stream ids, so they never collide with REST streams: the integer 42 is stream
+``v2:42`` and the string ``"pump-7"`` is stream ``v2:s:pump-7``; the REST API can read or
+delete them under those ids (percent-encoded in the path).
 
 - ``sequence_start`` (re)creates the stream from the initial state, bound to the model (and
   version) of the URL, then applies the step; a start on an active id resets it.
@@ -60,7 +62,7 @@ import contextlib
 import json
 import logging
 import math
-import re
+import reprlib
 import zlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -78,6 +80,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
 from service import __version__, errors, request_id
+from service.api.bodies import decode_json
 from service.core.observations import synthetic_times
 from service.errors import (
     Conflict,
@@ -88,6 +91,13 @@ from service.errors import (
     WrongModel,
 )
 from service.forecaster import FloatArray, Forecaster, Observations, ObserveResult
+from service.ids import (
+    SEQUENCE_PREFIX,
+    STRING_SEQUENCE_PREFIX,
+    check_id,
+    sequence_stream_id,
+    shown,
+)
 from service.manifest import INPUT_X, OUTPUT_FORECAST
 from service.registry import ModelRegistry
 from service.runtime import ModelRuntime
@@ -107,20 +117,24 @@ EXTENSIONS: Final = (
     "sequence",
     "sequence(string_id)",
 )
-#: Stream ids of v2 sequences: ``v2:<uint>`` and ``v2:s:<string>``.
-STREAM_PREFIX: Final = "v2:"
-_STRING_SEQUENCE_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,190}$")
+#: Stream ids of v2 sequences: ``v2:<uint>`` and ``v2:s:<string>`` (``service.ids``).
+STREAM_PREFIX: Final = SEQUENCE_PREFIX
 _UINT64_MAX: Final = 2**64 - 1
+#: Every axis of an input is below this; a larger one cannot be a real tensor.
+_MAX_DIM: Final = 2**31
+#: More axes than this are refused before numpy sees them (it stops at 64).
+_MAX_RANK: Final = 8
 
-#: Protocol datatype of each input, and its NumPy dtype on the wire (little-endian).
-_INPUT_DATATYPES: Final[dict[str, tuple[str, np.dtype[Any]]]] = {
-    INPUT_X: ("FP32", np.dtype("<f4")),
-    INPUT_TIMESTAMP: ("FP64", np.dtype("<f8")),
+#: Protocol datatype of each input, its NumPy dtype on the wire (little-endian), its axes.
+_INPUT_DATATYPES: Final[dict[str, tuple[str, np.dtype[Any], str]]] = {
+    INPUT_X: ("FP32", np.dtype("<f4"), "[B, T, F]"),
+    INPUT_TIMESTAMP: ("FP64", np.dtype("<f8"), "[B, T]"),
 }
 
 #: Domain error -> status in the v2 form. A step on an unknown sequence is the client's
 #: error (400, as in Triton), not a missing resource.
 _STATUS: Final[dict[type[errors.ForecastError], int]] = {
+    errors.MalformedInput: 400,
     errors.InvalidInput: 400,
     errors.UnknownStream: 400,
     errors.UnknownModel: 404,
@@ -129,6 +143,7 @@ _STATUS: Final[dict[type[errors.ForecastError], int]] = {
     errors.PayloadTooLarge: 413,
     errors.StreamLimitExceeded: 403,
     errors.ModelNotReady: 503,
+    errors.ModelFailed: 503,
     errors.StoreUnavailable: 503,
 }
 
@@ -206,6 +221,14 @@ def _bad(detail: str) -> InvalidInput:
     return InvalidInput(detail)
 
 
+def _brief(value: Any) -> str:
+    """A client's value quoted in a message: its repr, cut short (a value may be megabytes)."""
+    brief = reprlib.Repr()
+    brief.maxlevel, brief.maxlist, brief.maxdict = 2, 4, 4
+    brief.maxstring = brief.maxother = 60
+    return brief.repr(value)
+
+
 def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], memoryview]:
     """The JSON inference header and the binary tensor bytes that follow it."""
     if header_length is None:
@@ -214,17 +237,14 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], 
         try:
             length = int(header_length)
         except ValueError:
-            raise _bad(f"{HEADER_LENGTH} must be an integer, got {header_length!r}") from None
+            raise _bad(f"{HEADER_LENGTH} must be an integer, got {_brief(header_length)}") from None
         if not 0 < length <= len(body):
             raise _bad(
                 f"{HEADER_LENGTH} is {length} but the body holds {len(body)} bytes; it must "
                 "be the length of the JSON part"
             )
         json_part, binary = body[:length], memoryview(body)[length:]
-    try:
-        header = json.loads(json_part)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise _bad(f"the inference request is not valid JSON: {exc}") from None
+    header = decode_json(json_part, "the inference request")
     if not isinstance(header, dict):
         raise _bad("the inference request must be a JSON object")
     return header, binary
@@ -302,7 +322,7 @@ def _object(value: Any, what: str) -> dict[str, Any]:
 def _flag(parameters: dict[str, Any], key: str) -> bool:
     value = parameters.get(key, False)
     if not isinstance(value, bool):
-        raise _bad(f"parameter {key!r} must be true or false, got {value!r}")
+        raise _bad(f"parameter {key!r} must be true or false, got {_brief(value)}")
     return value
 
 
@@ -317,20 +337,26 @@ def _input_tensor(
         raise _bad(f"{where} needs a string 'name'")
     if name not in _INPUT_DATATYPES:
         known = ", ".join(repr(n) for n in _INPUT_DATATYPES)
-        raise _bad(f"unknown input {name!r}; the model's inputs are {known}")
-    datatype, dtype = _INPUT_DATATYPES[name]
+        raise _bad(f"unknown input {_brief(name)}; the model's inputs are {known}")
+    datatype, dtype, axes = _INPUT_DATATYPES[name]
     if entry.get("datatype") != datatype:
-        raise _bad(f"input {name!r} has datatype {datatype}, got {entry.get('datatype')!r}")
+        raise _bad(f"input {name!r} has datatype {datatype}, got {_brief(entry.get('datatype'))}")
     shape = entry.get("shape")
     if not isinstance(shape, list) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise _bad(f"input {name!r} needs 'shape', a list of non-negative integers")
+    # Before any array is made: numpy refuses more than 64 axes, or an axis past 2**63. A
+    # shape of a few axes too many gets the full shape check once its array is made.
+    if len(shape) > _MAX_RANK:
+        raise _bad(f"input {name!r} has shape {axes}, got a shape of {len(shape)} axes")
+    if any(d >= _MAX_DIM for d in shape):
+        raise _bad(f"input {name!r}: every axis of 'shape' is below {_MAX_DIM}, got {shape}")
     count = math.prod(shape)
     parameters = _object(entry.get("parameters", {}), f"{where}.parameters")
     unsupported = sorted(k for k in parameters if k != "binary_data_size")
     if unsupported:
-        raise _bad(f"input {name!r} has unsupported parameter(s) {unsupported}")
+        raise _bad(f"input {name!r} has unsupported parameter(s) {_brief(unsupported)}")
     size = parameters.get("binary_data_size")
     if size is not None:
         if "data" in entry:
@@ -374,9 +400,9 @@ def _flatten(data: Any, rank: int, name: str) -> list[float]:
             try:
                 out.append(float(node))
             except OverflowError:
-                raise _bad(f"input {name!r}: {node} is too large a number") from None
+                raise _bad(f"input {name!r}: {_brief(node)} is too large a number") from None
         else:
-            raise _bad(f"input {name!r}: 'data' must hold numbers, found {node!r}")
+            raise _bad(f"input {name!r}: 'data' must hold numbers, found {_brief(node)}")
 
     if not isinstance(data, list):
         raise _bad(f"input {name!r}: 'data' must be a list")
@@ -393,19 +419,15 @@ def _sequence_control(parameters: dict[str, Any]) -> SequenceControl | None:
             raise _bad("sequence_start and sequence_end need a non-zero sequence_id")
         return None
     if isinstance(sequence_id, bool) or not isinstance(sequence_id, int | str):
-        raise _bad(f"sequence_id must be an unsigned integer or a string, got {sequence_id!r}")
+        raise _bad(
+            f"sequence_id must be an unsigned integer or a string, got {_brief(sequence_id)}"
+        )
     if isinstance(sequence_id, int):
         if not 0 < sequence_id <= _UINT64_MAX:
-            raise _bad(f"sequence_id {sequence_id} is not an unsigned 64-bit integer")
-        stream_id = f"{STREAM_PREFIX}{sequence_id}"
+            raise _bad(f"sequence_id {_brief(sequence_id)} is not an unsigned 64-bit integer")
     else:
-        if not _STRING_SEQUENCE_ID.match(sequence_id):
-            raise _bad(
-                "string sequence ids are 1-190 characters of letters, digits and _ . : @ -, "
-                f"got {sequence_id!r}"
-            )
-        stream_id = f"{STREAM_PREFIX}s:{sequence_id}"
-    return SequenceControl(stream_id=stream_id, start=start, end=end)
+        check_id(sequence_id, field="sequence_id", what="string sequence_id")
+    return SequenceControl(stream_id=sequence_stream_id(sequence_id), start=start, end=end)
 
 
 def _requested_outputs(outputs: Any, binary_default: bool) -> bool:
@@ -419,13 +441,15 @@ def _requested_outputs(outputs: Any, binary_default: bool) -> bool:
         entry = _object(entry, f"outputs[{index}]")
         if entry.get("name") != OUTPUT_FORECAST:
             raise _bad(
-                f"unknown output {entry.get('name')!r}; the model's only output is "
+                f"unknown output {_brief(entry.get('name'))}; the model's only output is "
                 f"{OUTPUT_FORECAST!r}"
             )
         parameters = _object(entry.get("parameters", {}), f"outputs[{index}].parameters")
         unsupported = sorted(k for k in parameters if k != "binary_data")
         if unsupported:
-            raise _bad(f"output {OUTPUT_FORECAST!r} has unsupported parameter(s) {unsupported}")
+            raise _bad(
+                f"output {OUTPUT_FORECAST!r} has unsupported parameter(s) {_brief(unsupported)}"
+            )
         binary = _flag(parameters, "binary_data") if "binary_data" in parameters else binary
     return binary
 
@@ -541,8 +565,8 @@ def model_config(runtime: ModelRuntime, options: V2Options) -> dict[str, Any]:
 def _version(version: str | None) -> int | None:
     if version is None or version == "":
         return None
-    if not version.isdigit() or int(version) < 1:
-        raise _bad(f"model version must be a positive integer, got {version!r}")
+    if not (version.isascii() and version.isdigit() and len(version) <= 18) or int(version) < 1:
+        raise _bad(f"model version must be a positive integer, got {_brief(version)}")
     return int(version)
 
 
@@ -663,7 +687,7 @@ def _decode(body: bytes, encoding: str | None, limit: int) -> bytes:
         return body
     kind = encoding.strip().lower()
     if kind not in {"gzip", "deflate"}:
-        raise _bad(f"unsupported Content-Encoding {encoding!r}; use gzip or deflate")
+        raise _bad(f"unsupported Content-Encoding {_brief(encoding)}; use gzip or deflate")
     inflater = zlib.decompressobj(wbits=31 if kind == "gzip" else 15)
     try:
         out = inflater.decompress(body, limit + 1)
@@ -739,9 +763,10 @@ async def _step(
 
 
 def _shown(stream_id: str) -> str:
-    """The sequence id as the client sent it."""
-    bare = stream_id.removeprefix(STREAM_PREFIX)
-    return repr(bare[2:]) if bare.startswith("s:") else bare
+    """The sequence id as the client sent it (a string one quoted, escaped and cut short)."""
+    if stream_id.startswith(STRING_SEQUENCE_PREFIX):
+        return shown(stream_id.removeprefix(STRING_SEQUENCE_PREFIX))
+    return stream_id.removeprefix(SEQUENCE_PREFIX)
 
 
 # --- errors in the protocol's form -------------------------------------------------------

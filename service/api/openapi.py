@@ -6,8 +6,9 @@ validates input, but errors reach clients through this service's handlers: REST 
 (``service.api.kserve``). Rather than repeat that on every handler, the document is corrected
 once when the app is built: every guarded operation gets a ``4XX`` and a ``503`` response in
 its router's form. The open probes keep what their handlers declare (their 503 body is their
-own report). The v2 inference response, which Litestar can only see as bytes, is described
-as what it is, and the guarded operations say which headers carry the API key.
+own report). The v2 inference request and response, which Litestar can only see as bytes,
+are described as what they are, and the guarded operations say which headers carry the API
+key.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from litestar.openapi.spec import (
     OpenAPIType,
     Operation,
     Reference,
+    RequestBody,
     Schema,
     SecurityScheme,
 )
 
 from service.api.auth import is_public
 from service.api.errors import PROBLEM_JSON
+from service.ids import ID_JSON_PATTERN, ID_RULE, MAX_ID_BYTES
 
 PROBLEM: Final = "Problem"
 V2_ERROR: Final = "V2Error"
@@ -103,6 +106,90 @@ def _v2_infer_response() -> OpenAPIResponse:
     )
 
 
+def _v2_infer_request() -> RequestBody:
+    """The inference request: JSON, or JSON followed by binary tensors (octet-stream).
+
+    Litestar cannot see it (the handler reads the raw body, which may be compressed or
+    binary), so it is described here.
+    """
+    integer = Schema(type=OpenAPIType.INTEGER, minimum=0)
+    tensor = Schema(
+        type=OpenAPIType.OBJECT,
+        required=["name", "datatype", "shape"],
+        properties={
+            "name": Schema(type=OpenAPIType.STRING, enum=["x", "timestamp"]),
+            "datatype": Schema(type=OpenAPIType.STRING, enum=["FP32", "FP64"]),
+            "shape": Schema(
+                type=OpenAPIType.ARRAY,
+                items=integer,
+                min_items=2,
+                max_items=3,
+                description="x: [B, T, F]; timestamp: [B, T].",
+            ),
+            "data": Schema(
+                type=OpenAPIType.ARRAY,
+                description="Numbers, flat or nested up to the tensor's rank.",
+            ),
+            "parameters": Schema(type=OpenAPIType.OBJECT, properties={"binary_data_size": integer}),
+        },
+    )
+    sequence_id = Schema(
+        one_of=[
+            Schema(type=OpenAPIType.INTEGER, minimum=0, maximum=2**64 - 1),
+            Schema(
+                type=OpenAPIType.STRING,
+                pattern=ID_JSON_PATTERN,
+                max_length=MAX_ID_BYTES,
+                description=f"A string sequence id: {ID_RULE}.",
+            ),
+        ],
+        description="Triton's sequence id; 0 or an empty string: no sequence (stateless).",
+    )
+    body = Schema(
+        type=OpenAPIType.OBJECT,
+        required=["inputs"],
+        properties={
+            "id": Schema(type=OpenAPIType.STRING, description="Echoed in the response."),
+            "inputs": Schema(type=OpenAPIType.ARRAY, items=tensor, min_items=1),
+            "outputs": Schema(
+                type=OpenAPIType.ARRAY,
+                items=Schema(
+                    type=OpenAPIType.OBJECT,
+                    properties={
+                        "name": Schema(type=OpenAPIType.STRING, enum=["forecast"]),
+                        "parameters": Schema(
+                            type=OpenAPIType.OBJECT,
+                            properties={"binary_data": Schema(type=OpenAPIType.BOOLEAN)},
+                        ),
+                    },
+                ),
+            ),
+            "parameters": Schema(
+                type=OpenAPIType.OBJECT,
+                properties={
+                    "sequence_id": sequence_id,
+                    "sequence_start": Schema(type=OpenAPIType.BOOLEAN),
+                    "sequence_end": Schema(type=OpenAPIType.BOOLEAN),
+                    "binary_data_output": Schema(type=OpenAPIType.BOOLEAN),
+                },
+            ),
+        },
+    )
+    return RequestBody(
+        description=(
+            "An inference request. With the binary extension the body is this JSON "
+            "(its length in Inference-Header-Content-Length) followed by the tensors' bytes."
+        ),
+        content={
+            "application/json": OpenAPIMediaType(schema=body),
+            "application/octet-stream": OpenAPIMediaType(
+                schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
+            ),
+        },
+        required=True,
+    )
+
+
 def _response(description: str, media_type: str, schema: str) -> OpenAPIResponse:
     ref = Reference(ref=f"#/components/schemas/{schema}")
     return OpenAPIResponse(
@@ -142,6 +229,7 @@ def describe_errors(document: OpenAPI) -> OpenAPI:
             if v2 and path.endswith("/infer"):
                 # Litestar sees ``Response[bytes]`` and can only say "a string".
                 responses["200"] = _v2_infer_response()
+                operation.request_body = _v2_infer_request()
             responses["4XX"] = _response(
                 "The request was refused (bad input, no or wrong key, unknown resource, "
                 "conflict, too large); nothing was changed.",

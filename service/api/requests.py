@@ -15,11 +15,15 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.core.observations import Observations
+from service.ids import ID_RULE
+from service.timerange import RANGE
 
 Timestamp = Annotated[
     datetime,
     Field(
-        description="ISO 8601 date-time (UTC if no offset is given) or Unix epoch seconds.",
+        description=(
+            f"ISO 8601 date-time (UTC if no offset is given) or Unix epoch seconds, {RANGE}."
+        ),
         examples=["2026-11-23T08:00:00Z"],
     ),
 ]
@@ -185,7 +189,7 @@ class StreamObservationsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str | int | None = Field(default=None, description="Echoed back with the answer.")
-    stream_id: str
+    stream_id: str = Field(description=f"The stream, unique within the tenant: {ID_RULE}.")
     observations: list[ObservationIn] = Field(min_length=1)
 
 

@@ -9,26 +9,36 @@ from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody, PathParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from service.api.bodies import BulkBody, CreateBody, ForecastBody
 from service.api.bulk import observe_streams
+from service.api.decoders import BulkBody, CreateBody, ForecastBody
 from service.api.deps import ForecasterDep, MaxSeriesDep, RegistryDep, TenantDep
 from service.api.dto import BulkDTO, CreateDTO, ForecastDTO, ObserveDTO
+from service.api.readings import (
+    ReadingsQuery,
+    StreamDetailOut,
+    detail_out,
+    stream_with_readings,
+)
 from service.api.schemas import (
     BulkObserveResponse,
     ForecastResponse,
     ObserveOut,
-    StreamOut,
     observe_out,
     series_forecast_out,
-    stream_out,
 )
 from service.errors import PayloadTooLarge
-from service.forecaster import STREAM_ID_PATTERN, Observations
+from service.forecaster import Observations
+from service.ids import ID_JSON_PATTERN, ID_RULE, MAX_ID_BYTES
 from service.runtime import ModelRuntime
 
+#: The rule is checked by the core (``service.ids``), for every interface alike; the
+#: document only describes it (a JSON Schema length counts characters, the rule bytes).
 StreamId = Annotated[
     str,
-    PathParameter(description="Stream id, unique within the tenant.", pattern=STREAM_ID_PATTERN),
+    PathParameter(
+        description=f"Stream id, unique within the tenant: {ID_RULE}.",
+        schema_extra={"pattern": ID_JSON_PATTERN, "maxLength": MAX_ID_BYTES},
+    ),
 ]
 
 
@@ -134,9 +144,15 @@ class StreamController(Controller):
 
     @get("/{stream_id:str}", summary="A stream's position and latest forecast")
     async def get_stream(
-        self, forecaster: ForecasterDep, tenant: TenantDep, stream_id: StreamId
-    ) -> StreamOut:
-        return stream_out(await forecaster.get_stream(tenant, stream_id))
+        self,
+        forecaster: ForecasterDep,
+        tenant: TenantDep,
+        stream_id: StreamId,
+        readings: ReadingsQuery = 0,
+    ) -> StreamDetailOut:
+        if readings:
+            return await stream_with_readings(forecaster, tenant, stream_id, readings)
+        return detail_out(await forecaster.get_stream(tenant, stream_id))
 
     @delete("/{stream_id:str}", summary="Forget a stream", status_code=HTTP_204_NO_CONTENT)
     async def delete_stream(

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.errors import InvalidInput
+from service.timerange import in_range, out_of_range, outside
 
 FloatArray = npt.NDArray[np.float32]
 TimeArray = npt.NDArray[np.float64]
@@ -57,6 +58,8 @@ def _check_small(
                 _bad_value(value, _value_field(field, row, col, columns))
         if not math.isfinite(ts):
             _bad_timestamp(_time_field(field, row, columns))
+        if not in_range(ts):
+            raise out_of_range(ts, _time_field(field, row, columns))
         if ts <= previous:
             _unordered(_time_field(field, row, columns))
         previous = ts
@@ -114,6 +117,10 @@ class Observations:
         bad_ts = ~np.isfinite(ts)
         if bad_ts.any():
             _bad_timestamp(_time_field(field, int(np.argmax(bad_ts)), columns))
+        far = outside(ts)
+        if far.any():
+            row = int(np.argmax(far))
+            raise out_of_range(float(ts[row]), _time_field(field, row, columns))
         steps = np.diff(ts)
         if (steps <= 0).any():
             _unordered(_time_field(field, int(np.argmax(steps <= 0)) + 1, columns))
@@ -248,12 +255,12 @@ def single_readings(
 ) -> tuple[TimeArray, FloatArray, npt.NDArray[np.bool_]]:
     """Many one-reading items of one width at once: times, values and which are valid.
 
-    An invalid one (a value not finite or over float32, a timestamp not finite) is marked so
-    the caller can have ``Observations.build`` word its exact error.
+    An invalid one (a value not finite or over float32, a timestamp not finite or out of the
+    time range) is marked so the caller can have ``Observations.build`` word its exact error.
     """
     ts = np.array(timestamps, dtype=np.float64)
     wide = np.array(rows, dtype=np.float64).reshape(len(rows), width)
     with np.errstate(invalid="ignore", over="ignore"):
-        good = np.isfinite(ts) & (np.isfinite(wide) & (np.abs(wide) <= _F32_MAX)).all(axis=1)
+        good = ~outside(ts) & (np.isfinite(wide) & (np.abs(wide) <= _F32_MAX)).all(axis=1)
         values = wide.astype(np.float32)
     return ts, values, good

@@ -9,7 +9,7 @@ from service.state.base import StateStore
 __all__ = ["StateStore", "open_store", "parse_cluster_url"]
 
 
-def open_store(url: str, *, timeout_seconds: float) -> StateStore:
+def open_store(url: str, *, timeout_seconds: float, max_connections: int = 100) -> StateStore:
     """The backend named by ``url``'s scheme, owning (and closing) its own client.
 
     - ``memory://``: the embedded in-process store.
@@ -18,7 +18,8 @@ def open_store(url: str, *, timeout_seconds: float) -> StateStore:
       discovered from these startup nodes.
 
     Backends are imported here, not at module import, so the embedded store never needs
-    the Redis client loaded.
+    the Redis client loaded. ``max_connections`` bounds a Redis backend's connections (per
+    node of a cluster); calls beyond it wait for one within ``timeout_seconds``.
     """
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme == "memory":
@@ -28,13 +29,19 @@ def open_store(url: str, *, timeout_seconds: float) -> StateStore:
     if scheme in {"redis", "rediss"}:
         from service.state.redis import RedisStore
 
-        return RedisStore.from_url(url, timeout_seconds=timeout_seconds)
+        return RedisStore.from_url(
+            url, timeout_seconds=timeout_seconds, max_connections=max_connections
+        )
     if scheme == "redis+cluster":
         from service.state.cluster import RedisClusterStore
 
         nodes, username, password = parse_cluster_url(url)
         return RedisClusterStore.from_nodes(
-            nodes, timeout_seconds=timeout_seconds, username=username, password=password
+            nodes,
+            timeout_seconds=timeout_seconds,
+            username=username,
+            password=password,
+            max_connections=max_connections,
         )
     raise ValueError(
         f"unknown state store URL {url!r}: use memory://, redis://, rediss:// or redis+cluster://"

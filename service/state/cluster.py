@@ -1,6 +1,6 @@
 """The Redis Cluster backend: the same record format and compare-and-set as ``redis.py``.
 
-Each stream key carries its own hash tag (``{tenant:stream}``, see ``record.stream_key``), so
+Each stream key carries its own hash tag (``{tenant:stream}``, see ``keys.stream_key``), so
 the streams of a batch sit in as many hash slots as there are streams, and a cluster refuses
 a multi-key command (MGET, a script's KEYS) that spans slots. One command per slot would cost
 a round trip's worth of client work per stream (measured ~100 us per stream through
@@ -32,8 +32,8 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from service.state.cas import CAS_BODY, Item, Outcome, outcomes, pack
 from service.state.redis import (
+    MAX_CONNECTIONS,
     RedisCommands,
-    bounded,
     client_options,
     seconds_left,
     ttl_milliseconds,
@@ -100,9 +100,19 @@ class RedisClusterStore(RedisCommands[RedisCluster]):
     """
 
     def __init__(
-        self, client: RedisCluster, *, timeout_seconds: float = 2.0, close_client: bool = False
+        self,
+        client: RedisCluster,
+        *,
+        timeout_seconds: float = 2.0,
+        close_client: bool = False,
+        max_connections: int | None = None,
     ) -> None:
-        super().__init__(client, timeout_seconds=timeout_seconds, close_client=close_client)
+        super().__init__(
+            client,
+            timeout_seconds=timeout_seconds,
+            close_client=close_client,
+            max_connections=max_connections,
+        )
         # One key at a time, routed by redis-py: for the items of a node that refused a batch.
         self._cas = client.register_script(NODE_CAS_SCRIPT.text)
 
@@ -114,8 +124,13 @@ class RedisClusterStore(RedisCommands[RedisCluster]):
         timeout_seconds: float = 2.0,
         username: str | None = None,
         password: str | None = None,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> RedisClusterStore:
-        """A store with its own client, discovering the cluster from ``nodes``; closes it."""
+        """A store with its own client, discovering the cluster from ``nodes``; closes it.
+
+        Each node's pool and the store's gate hold ``max_connections``: a call uses at most
+        one connection per node at a time, so no node's pool can run dry.
+        """
         if not nodes:
             raise ValueError("a Redis Cluster needs at least one startup node")
         options = client_options(timeout_seconds)
@@ -126,8 +141,14 @@ class RedisClusterStore(RedisCommands[RedisCluster]):
             socket_timeout=options["socket_timeout"],
             socket_connect_timeout=options["socket_connect_timeout"],
             retry=options["retry"],
+            max_connections=max_connections,
         )
-        return cls(client, timeout_seconds=timeout_seconds, close_client=True)
+        return cls(
+            client,
+            timeout_seconds=timeout_seconds,
+            close_client=True,
+            max_connections=max_connections,
+        )
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         values = await self._read_each(NODE_GET_SCRIPT, keys, self._client.get, "MGET")
@@ -148,8 +169,8 @@ class RedisClusterStore(RedisCommands[RedisCluster]):
             return results[0]
 
         keys = [key for key, _, _ in items]
-        reply = await bounded(
-            self._per_node(NODE_CAS_SCRIPT, keys, argv, one), self._timeout, "compare-and-set"
+        reply = await self._call(
+            self._per_node(NODE_CAS_SCRIPT, keys, argv, one), "compare-and-set"
         )
         return outcomes(reply)
 
@@ -159,7 +180,7 @@ class RedisClusterStore(RedisCommands[RedisCluster]):
 
     async def ping(self) -> None:
         """Every primary must answer: a missing one means some streams cannot be served."""
-        await bounded(self._client.ping(target_nodes=RedisCluster.PRIMARIES), self._timeout, "PING")
+        await self._call(self._client.ping(target_nodes=RedisCluster.PRIMARIES), "PING")
 
     async def _read_each(
         self,
@@ -180,7 +201,7 @@ class RedisClusterStore(RedisCommands[RedisCluster]):
         def one(index: int) -> Awaitable[Any]:
             return command(keys[index])
 
-        return await bounded(self._per_node(script, keys, argv, one), self._timeout, what)
+        return await self._call(self._per_node(script, keys, argv, one), what)
 
     async def _per_node(
         self,

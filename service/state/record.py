@@ -1,4 +1,5 @@
-"""The binary record kept per stream, its one codec, and the stream key layout.
+"""The binary record kept per stream and its one codec (its key is
+``service.state.keys.stream_key``).
 
 Layout (little-endian, packed)::
 
@@ -356,21 +357,3 @@ def token_of(data: bytes) -> bytes:
 def stamp_of(data: bytes) -> bytes:
     """The record's stamp (its header: token, time, model, sizes, write nonce)."""
     return data[:HEADER_SIZE]
-
-
-def stream_key(prefix: str, tenant: str, stream_id: str) -> str:
-    """One key per stream, namespaced by tenant.
-
-    The tenant sits in a Redis Cluster hash tag so one tenant's keys can be grouped by slot
-    in batched commands without forcing every stream onto one slot.
-    """
-    return f"{prefix}:s:{{{tenant}:{stream_id}}}"
-
-
-def quota_key(prefix: str, tenant: str) -> str:
-    """The set of a tenant's counted streams (see ``service.quota``).
-
-    Its hash tag is the tenant alone, so on a Redis Cluster the set sits in its own slot,
-    apart from the streams it counts, and every quota call on it is a single-key command.
-    """
-    return f"{prefix}:q:{{{tenant}}}"

@@ -12,8 +12,10 @@ recovers by itself when Redis comes back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import math
-from collections.abc import Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import redis.exceptions as redis_errors
@@ -21,7 +23,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from service.errors import StoreUnavailable
+from service.errors import StoreBusy, StoreUnavailable
 from service.state.base import check_count, quota_ttl_ms, settle_left_ms
 from service.state.cas import CAS_BODY, CompareAndSet, Item, Outcome, outcomes, pack
 
@@ -100,6 +102,10 @@ return left
 #: redis-py raises a plain ``ResponseError`` for those it has no class for.
 _TRANSIENT_REPLIES = ("BUSY ", "MISCONF", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN")
 
+#: Connections a store opens to one server at most, unless told otherwise (redis-py's
+#: default pool size).
+MAX_CONNECTIONS = 100
+
 #: Exceptions that mean the backend is unreachable, overloaded or failing over.
 OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     redis_errors.ConnectionError,  # also BusyLoadingError, MaxConnectionsError
@@ -122,21 +128,61 @@ def client_options(timeout_seconds: float) -> dict[str, Any]:
     }
 
 
-async def bounded(awaitable: Awaitable[T], timeout_seconds: float, what: str) -> T:
+class ConnectionGate:
+    """At most ``size`` calls of one store in flight, so its client never needs more
+    connections than its pool holds; the calls beyond wait for a turn.
+
+    redis-py's own pool refuses a call at once when every connection is in use
+    (``MaxConnectionsError``), and that read as an outage: 500 subscribers arriving together
+    got 503s from a healthy Redis. Waiting here, within the call's time budget, turns a burst
+    into a short queue, and a queue that does not move in time into ``StoreBusy``.
+    """
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"a connection gate needs at least one slot, got {size}")
+        self.size = size
+        self._slots = asyncio.Semaphore(size)
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        async with self._slots:
+            yield
+
+
+async def bounded(
+    awaitable: Awaitable[T], timeout_seconds: float, what: str, gate: ConnectionGate | None = None
+) -> T:
     """Await a Redis call for at most ``timeout_seconds``; any outage becomes StoreUnavailable.
 
+    With a ``gate`` the call first waits for its turn, within the same time budget; a call
+    that never got one fails with ``StoreBusy`` (the pool is exhausted, the store is fine).
     Only an error reply to a command this code got wrong (or a value the client refuses to
     send) passes through: that is a bug to see, not an outage. Anything else the client raises
     is an outage, including the odd ``AttributeError`` redis-py's cluster client lets out when
     a node reset closes a connection another call is using.
     """
     retry_after = max(1, math.ceil(timeout_seconds))
+    started = False
     try:
         async with asyncio.timeout(timeout_seconds):
-            return await awaitable
+            async with gate.turn() if gate is not None else contextlib.nullcontext():
+                started = True
+                return await awaitable
     except TimeoutError as exc:
+        if not started and gate is not None:
+            raise StoreBusy(
+                f"all {gate.size} connections to the state store stayed in use for "
+                f"{timeout_seconds:g} s (store_max_connections); retry",
+                retry_after=retry_after,
+            ) from exc
         raise StoreUnavailable(
             f"state store did not answer {what} within {timeout_seconds:g} s",
+            retry_after=retry_after,
+        ) from exc
+    except redis_errors.MaxConnectionsError as exc:  # the client's own pool: full, not down
+        raise StoreBusy(
+            f"every connection to the state store was in use during {what}; retry",
             retry_after=retry_after,
         ) from exc
     except OUTAGE_ERRORS as exc:
@@ -155,6 +201,9 @@ async def bounded(awaitable: Awaitable[T], timeout_seconds: float, what: str) ->
             f"state store client failed during {what}: {type(exc).__name__}: {exc}",
             retry_after=retry_after,
         ) from exc
+    finally:
+        if not started and inspect.iscoroutine(awaitable):
+            awaitable.close()  # never sent: no "coroutine was never awaited" later
 
 
 def ttl_milliseconds(ttl_seconds: float) -> int:
@@ -184,54 +233,63 @@ class RedisCommands(CompareAndSet, Generic[ClientT]):
         client: A ``redis.asyncio`` client (``Redis`` or ``RedisCluster``). Its socket
             timeouts and retry policy are the caller's; the backends' factories build ones
             with bounded ones.
-        timeout_seconds: Upper bound on every call, reconnects included.
+        timeout_seconds: Upper bound on every call, reconnects and waiting for a connection
+            included.
         close_client: Close ``client`` in ``close()``. True only when the store owns it.
+        max_connections: Calls in flight at most (a ``ConnectionGate``); the others wait.
+            None: no gate (the client's pool is the caller's business).
     """
 
     def __init__(
-        self, client: ClientT, *, timeout_seconds: float = 2.0, close_client: bool = False
+        self,
+        client: ClientT,
+        *,
+        timeout_seconds: float = 2.0,
+        close_client: bool = False,
+        max_connections: int | None = None,
     ) -> None:
         if not timeout_seconds > 0:
             raise ValueError(f"timeout_seconds must be positive, got {timeout_seconds}")
         self._client: ClientT = client
         self._timeout = timeout_seconds
         self._close_client = close_client
+        self._gate = None if max_connections is None else ConnectionGate(max_connections)
         # A quota is one key: these run on the node serving it, like any single-key call.
         self._quota_admit = client.register_script(QUOTA_ADMIT_SCRIPT)
         self._quota_lapsed = client.register_script(QUOTA_LAPSED_SCRIPT)
         self._quota_settle = client.register_script(QUOTA_SETTLE_SCRIPT)
 
+    def _call(self, awaitable: Awaitable[T], what: str) -> Awaitable[T]:
+        """``bounded`` with this store's time budget and connection gate."""
+        return bounded(awaitable, self._timeout, what, self._gate)
+
     async def get(self, key: str) -> bytes | None:
-        value = await bounded(self._client.get(key), self._timeout, "GET")
+        value = await self._call(self._client.get(key), "GET")
         return cast(bytes | None, value)
 
     async def put(self, key: str, value: bytes, ttl_seconds: float) -> None:
         px = ttl_milliseconds(ttl_seconds)
-        await bounded(self._client.set(key, value, px=px), self._timeout, "SET")
+        await self._call(self._client.set(key, value, px=px), "SET")
 
     async def delete(self, key: str) -> bool:
-        removed = await bounded(self._client.delete(key), self._timeout, "DEL")
+        removed = await self._call(self._client.delete(key), "DEL")
         return bool(removed)
 
     async def quota_admit(self, quota: str, member: str, ttl_seconds: float, limit: int) -> bool:
         args: list[str | int] = [member, quota_ttl_ms(ttl_seconds, limit), limit]
-        admitted = await bounded(
-            self._quota_admit(keys=[quota], args=args), self._timeout, "quota admit"
-        )
+        admitted = await self._call(self._quota_admit(keys=[quota], args=args), "quota admit")
         return bool(admitted)
 
     async def quota_lapsed(self, quota: str, count: int) -> list[tuple[str, float]]:
         check_count(count)
-        flat = await bounded(
-            self._quota_lapsed(keys=[quota], args=[count]), self._timeout, "quota lapsed"
-        )
+        flat = await self._call(self._quota_lapsed(keys=[quota], args=[count]), "quota lapsed")
         return [
             (member.decode("utf-8"), float(score))
             for member, score in zip(flat[::2], flat[1::2], strict=True)
         ]
 
     async def quota_score(self, quota: str, member: str) -> float | None:
-        score = await bounded(self._client.zscore(quota, member), self._timeout, "ZSCORE")
+        score = await self._call(self._client.zscore(quota, member), "ZSCORE")
         return None if score is None else float(score)
 
     async def quota_settle(
@@ -243,9 +301,7 @@ class RedisCommands(CompareAndSet, Generic[ClientT]):
             args += [member, seen, "" if left_ms is None else left_ms]
         if not args:
             return 0
-        removed = await bounded(
-            self._quota_settle(keys=[quota], args=args), self._timeout, "quota settle"
-        )
+        removed = await self._call(self._quota_settle(keys=[quota], args=args), "quota settle")
         return int(removed)
 
     async def close(self) -> None:
@@ -260,37 +316,59 @@ class RedisStore(RedisCommands[Redis]):
     """
 
     def __init__(
-        self, client: Redis, *, timeout_seconds: float = 2.0, close_client: bool = False
+        self,
+        client: Redis,
+        *,
+        timeout_seconds: float = 2.0,
+        close_client: bool = False,
+        max_connections: int | None = None,
     ) -> None:
-        super().__init__(client, timeout_seconds=timeout_seconds, close_client=close_client)
+        super().__init__(
+            client,
+            timeout_seconds=timeout_seconds,
+            close_client=close_client,
+            max_connections=max_connections,
+        )
         self._pttl = client.register_script(PTTL_SCRIPT)
         # EVALSHA, loading the script again by itself if Redis lost its script cache.
         self._cas = client.register_script(CAS_BODY)
 
     @classmethod
-    def from_url(cls, url: str, *, timeout_seconds: float = 2.0) -> RedisStore:
-        """A store with its own client for ``redis://`` or ``rediss://`` ``url``; closes it."""
-        client = Redis.from_url(url, **client_options(timeout_seconds))
-        return cls(client, timeout_seconds=timeout_seconds, close_client=True)
+    def from_url(
+        cls, url: str, *, timeout_seconds: float = 2.0, max_connections: int = MAX_CONNECTIONS
+    ) -> RedisStore:
+        """A store with its own client for ``redis://`` or ``rediss://`` ``url``; closes it.
+
+        The client's pool and the store's gate both hold ``max_connections``.
+        """
+        client = Redis.from_url(
+            url, max_connections=max_connections, **client_options(timeout_seconds)
+        )
+        return cls(
+            client,
+            timeout_seconds=timeout_seconds,
+            close_client=True,
+            max_connections=max_connections,
+        )
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        values = await bounded(self._client.mget(list(keys)), self._timeout, "MGET")
+        values = await self._call(self._client.mget(list(keys)), "MGET")
         return cast(list[bytes | None], values)
 
     async def commit_many(self, items: Sequence[Item], ttl_seconds: float) -> list[Outcome]:
         if not items:
             return []
         args: list[bytes | int] = [ttl_milliseconds(ttl_seconds), pack(items)]
-        reply = await bounded(self._cas(keys=[], args=args), self._timeout, "compare-and-set")
+        reply = await self._call(self._cas(keys=[], args=args), "compare-and-set")
         return outcomes(reply)
 
     async def time_left(self, keys: Sequence[str]) -> list[float | None]:
         if not keys:
             return []
-        pttls = await bounded(self._pttl(keys=list(keys)), self._timeout, "PTTL")
+        pttls = await self._call(self._pttl(keys=list(keys)), "PTTL")
         return [seconds_left(int(pttl)) for pttl in pttls]
 
     async def ping(self) -> None:
-        await bounded(self._client.ping(), self._timeout, "PING")
+        await self._call(self._client.ping(), "PING")

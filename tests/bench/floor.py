@@ -18,13 +18,13 @@ import numpy as np
 
 from service.core.streams import Streams
 from service.runtime import load_runtime
+from service.state.keys import stream_key
 from service.state.record import (
     StreamRecord,
     decode_block,
     encode_block,
     new_incarnation,
     stamp_of,
-    stream_key,
 )
 from service.state.redis import RedisStore
 

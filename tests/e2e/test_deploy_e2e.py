@@ -25,7 +25,8 @@ import pytest
 import redis
 
 from service.runtime import load_runtime
-from service.state.record import StreamRecord, stream_key
+from service.state.keys import stream_key
+from service.state.record import StreamRecord
 from tests.support.compose import NGINX_SITE, baked_model, redis_args, replica_env
 from tests.support.nginx import NginxBalancer
 from tests.support.redis_server import RedisServer, redis_available

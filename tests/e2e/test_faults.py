@@ -29,7 +29,8 @@ import pytest
 import redis
 
 from service.runtime import load_runtime
-from service.state.record import StreamRecord, stream_key
+from service.state.keys import stream_key
+from service.state.record import StreamRecord
 from tests.support.redis_server import RedisServer, redis_available
 from tests.support.service_process import ServiceProcess
 

@@ -12,7 +12,8 @@ import numpy as np
 import redis
 
 from service.runtime import load_runtime
-from service.state.record import StreamRecord, stream_key
+from service.state.keys import stream_key
+from service.state.record import StreamRecord
 from tests.support.redis_server import RedisServer
 from tests.support.service_process import ROOT, ServiceProcess
 

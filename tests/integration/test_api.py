@@ -16,7 +16,7 @@ from service.app import create_app
 from service.settings import Settings
 from service.state import open_store
 from service.state.base import StateStore
-from service.state.record import stream_key
+from service.state.keys import stream_key
 
 T0 = 1_790_000_000.0  # an arbitrary epoch second
 
@@ -288,7 +288,7 @@ async def test_unknown_stream_and_model(client: AsyncTestClient[Any], backend: S
 
 
 async def test_bad_stream_id_is_422(client: AsyncTestClient[Any]) -> None:
-    r = await client.put("/v1/streams/bad%20id", json={"model": "demo-lstm"})
+    r = await client.put("/v1/streams/bad%0Aid", json={"model": "demo-lstm"})
     assert r.status_code == 422
     assert r.json()["field"] == "stream_id"
 

@@ -18,7 +18,7 @@ from service.app import create_app
 from service.settings import ApiKeyEntry, Settings
 from service.state import open_store
 from service.state.base import StateStore
-from service.state.record import stream_key
+from service.state.keys import stream_key
 
 T0 = 1_790_000_000.0
 KEYS = {

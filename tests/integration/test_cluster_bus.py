@@ -22,9 +22,8 @@ from redis.crc import key_slot
 
 from service.bus import RedisClusterBus
 from service.errors import StoreUnavailable
-from service.forecaster import _channel
 from service.state import parse_cluster_url
-from service.state.record import stream_key
+from service.state.keys import channel_pattern, stream_channel, stream_key
 from tests.support.redis_server import RedisClusterServer
 from tests.support.service_process import ServiceProcess
 from tests.support.sse import (
@@ -36,7 +35,7 @@ from tests.support.sse import (
 )
 
 PREFIX = "fcst"
-PATTERN = f"{PREFIX}:fc:*"
+PATTERN = channel_pattern(PREFIX)
 T0 = 1_800_000_000.0
 #: Long enough for a slow machine, short enough to fail a broken feed quickly.
 WAIT = 10.0
@@ -49,7 +48,7 @@ def obs(i: int) -> dict[str, Any]:
 
 
 def channel(tenant: str, stream: str) -> str:
-    return _channel(stream_key(PREFIX, tenant, stream))
+    return stream_channel(PREFIX, stream_key(PREFIX, tenant, stream))
 
 
 def owners(url: str) -> dict[int, str]:

@@ -18,8 +18,9 @@ import pytest
 from service.forecaster import Forecaster, Observations, ObserveResult
 from service.metrics import Metrics
 from service.registry import ModelRegistry
+from service.state.keys import stream_key
 from service.state.memory import MemoryStore
-from service.state.record import StreamRecord, stream_key
+from service.state.record import StreamRecord
 
 T0 = 1_790_000_000.0
 TENANT = "default"

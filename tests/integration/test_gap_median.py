@@ -21,8 +21,9 @@ from service.app import create_app
 from service.forecaster import Forecaster, Observations
 from service.settings import Settings
 from service.state.base import StateStore
+from service.state.keys import stream_key
 from service.state.memory import MemoryStore
-from service.state.record import StreamRecord, stream_key
+from service.state.record import StreamRecord
 from tests.support.gap_reference import Reference, median_fill_reference
 
 T0 = 1_800_000_000.0

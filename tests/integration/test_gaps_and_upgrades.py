@@ -12,8 +12,9 @@ from litestar.testing import AsyncTestClient
 from models.onnx_builder import build_recurrent_model
 from service.app import create_app
 from service.settings import Settings
+from service.state.keys import stream_key
 from service.state.memory import MemoryStore
-from service.state.record import StreamRecord, stream_key
+from service.state.record import StreamRecord
 
 T0 = 1_800_000_000.0
 HOUR = 3600.0

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -18,7 +19,7 @@ import numpy.typing as npt
 import pytest
 import redis
 
-from service.state.record import stream_key
+from service.state.keys import stream_key
 from tests.support.demo_repository import build_demo_repository
 from tests.support.redis_server import RedisServer
 from tests.support.service_process import ServiceProcess
@@ -355,6 +356,33 @@ def test_interleaved_sequences_equal_rest_streams(triton_a: Any, http: httpx.Cli
     assert "not active" in caught.value.message()
 
 
+@pytest.mark.parametrize("sequence_id", ["sensor-\u03b1", "plant/line-1", "Kühlhaus 3"])
+def test_string_sequence_ids_of_any_text_equal_rest_streams(
+    triton_a: Any, triton_b: Any, http: httpx.Client, store: redis.Redis, sequence_id: str
+) -> None:
+    """Triton accepts any string as a sequence id; so does the service, on both replicas, and
+    the REST API reads the sequence's stream under its percent-encoded id."""
+    rng = np.random.default_rng(len(sequence_id))
+    steps = [readings(rng, n, FEATURES) for n in (2, 1, 1)]
+    got = [
+        v2_infer(client, "demo-lstm", step[None], sequence_id=sequence_id, start=k == 0)[0]
+        for k, (client, step) in enumerate(zip([triton_a, triton_b, triton_a], steps, strict=True))
+    ]
+    labels = quantile_labels(triton_a, "demo-lstm")
+    reference = quote(f"ref-{sequence_id}", safe="")
+    expected = rest_stream_forecasts(http, reference, "demo-lstm", steps, labels)
+    for actual, wanted in zip(got, expected, strict=True):
+        close(actual, wanted)
+    stream = quote(f"v2:s:{sequence_id}", safe="")
+    r = http.get(f"/v1/streams/{stream}")
+    assert r.status_code == 200, r.text
+    assert r.json()["stream_id"] == f"v2:s:{sequence_id}"
+    assert r.json()["seq"] == 4
+    assert store.get(stream_key("fcst", "default", f"v2:s:{sequence_id}")) is not None
+    v2_infer(triton_a, "demo-lstm", steps[0][None], sequence_id=sequence_id, end=True)
+    assert http.get(f"/v1/streams/{stream}").status_code == 404
+
+
 def test_start_on_an_active_sequence_resets_it(triton_a: Any, http: httpx.Client) -> None:
     rng = np.random.default_rng(3)
     first, second = readings(rng, 1, 2, FEATURES), readings(rng, 1, 1, FEATURES)
@@ -592,7 +620,7 @@ MALFORMED: dict[str, Case] = {
         b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1, 2], "data": [1, NaN]}],'
         b' "parameters": {"sequence_id": 31337}}',
         {},
-        "not a finite number",
+        "NaN and Infinity are not numbers in JSON",
     ),
     "not JSON": (b"{inputs: ", {}, "not valid JSON"),
     "binary size disagrees with shape": _binary_x(12, TWO + b"\0\0\0\0", "takes 8 bytes"),
@@ -606,8 +634,11 @@ MALFORMED: dict[str, Case] = {
     ),
     "batch of two in a sequence": _json("batch size 1", _x([2, 1, 2], [1, 2, 3, 4])),
     "negative sequence id": _json("unsigned", ONE_STEP, parameters={"sequence_id": -3}),
-    "sequence id with a space": _json(
-        "string sequence ids", ONE_STEP, parameters={"sequence_id": "a b"}
+    "sequence id with a newline": _json(
+        "control character", ONE_STEP, parameters={"sequence_id": "a\nb"}
+    ),
+    "sequence id of 257 bytes": _json(
+        "257 bytes", ONE_STEP, parameters={"sequence_id": "\u00fc" * 128 + "x"}
     ),
     "start without an id": _json(
         "non-zero sequence_id", ONE_STEP, parameters={"sequence_start": True}

@@ -40,7 +40,8 @@ from hypothesis import strategies as st
 from service.app import create_app
 from service.forecaster import Forecaster, Observations, ObserveResult
 from service.settings import Settings
-from service.state.record import StreamRecord, stream_key
+from service.state.keys import stream_key
+from service.state.record import StreamRecord
 from tests.support.gap_reference import median_fill_reference
 
 T0 = 1_790_000_000.0

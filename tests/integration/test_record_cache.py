@@ -26,8 +26,9 @@ from service.registry import ModelRegistry
 from service.state import open_store
 from service.state.base import StateStore
 from service.state.instrumented import InstrumentedStore
+from service.state.keys import stream_key
 from service.state.memory import MemoryStore
-from service.state.record import StreamRecord, stream_key
+from service.state.record import StreamRecord
 from tests.support.redis_server import RedisServer, redis_available
 
 T0 = 1_790_000_000.0

@@ -20,11 +20,10 @@ from redis.crc import key_slot
 from service.errors import StoreUnavailable
 from service.state import open_store
 from service.state.base import StateStore
+from service.state.keys import quota_key, stream_key
 from service.state.record import (
     StreamRecord,
     new_incarnation,
-    quota_key,
-    stream_key,
     token_of,
 )
 from service.state.redis import RedisStore

@@ -14,7 +14,7 @@ import pytest
 from redis.crc import key_slot
 
 from service.state.base import StateStore
-from service.state.record import quota_key, stream_key
+from service.state.keys import quota_key, stream_key
 
 TTL = 60.0
 VALUE = b"a stream record, opaque to the store"

@@ -26,7 +26,7 @@ from service.settings import Settings
 from service.state import open_store
 from service.state.base import StateStore
 from service.state.instrumented import InstrumentedStore
-from service.state.record import quota_key, stream_key
+from service.state.keys import quota_key, stream_key
 from tests.conftest import STORE_TIMEOUT_SECONDS
 from tests.support import RedisServer, redis_available
 

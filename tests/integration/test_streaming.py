@@ -81,7 +81,7 @@ async def test_bulk_observe_answers_each_stream_on_its_own(client: AsyncTestClie
             {"id": 2, "stream_id": "ghost", "observations": [obs(0)]},
             {"id": 3, "stream_id": "b", "observations": [{"timestamp": T0, "values": [1.0]}]},
             {"id": 4, "stream_id": "b", "observations": [obs(2), obs(1)]},
-            {"id": 5, "stream_id": "bad id", "observations": [obs(0)]},
+            {"id": 5, "stream_id": "bad\nid", "observations": [obs(0)]},
             {"id": 6, "stream_id": "a", "observations": [obs(1), obs(2)]},
         ]
     }

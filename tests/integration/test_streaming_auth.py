@@ -11,13 +11,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from litestar.exceptions import WebSocketDisconnect
 from litestar.testing import TestClient
+from websockets.exceptions import ConnectionClosed
+from websockets.sync import client as ws_client
 
 from service.app import create_app
 from service.settings import ApiKeyEntry, Settings
-from service.state.record import stream_key
+from service.state.keys import stream_key
 from tests.support.service_process import ServiceProcess
 from tests.support.sse import (
     A_READ,
@@ -54,19 +57,53 @@ def raw(client: TestClient[Any], tenant: str, stream: str) -> bytes | None:
     return result
 
 
-@pytest.mark.parametrize(
-    ("headers", "code"),
-    [({}, 4401), ({"X-API-Key": "not-a-key-0000000000"}, 4401), (A_READ, 4403)],
-)
+REFUSALS = [
+    ({}, 4401, "API key is required"),
+    ({"X-API-Key": "not-a-key-0000000000"}, 4401, "not valid"),
+    (A_READ, 4403, "'read' role"),
+]
+
+
+@pytest.mark.parametrize(("headers", "code", "reason"), REFUSALS)
 def test_websocket_refuses_no_key_a_wrong_key_and_a_read_key(
-    client: TestClient[Any], headers: dict[str, str], code: int
+    client: TestClient[Any], headers: dict[str, str], code: int, reason: str
 ) -> None:
     assert client.put("/v1/streams/pump", json={"model": "demo-lstm"}, headers=A_WRITE).is_success
-    connection = client.websocket_connect("/v1/ws", headers=headers)
-    with pytest.raises(WebSocketDisconnect) as closed:
-        connection.__enter__()
-    assert closed.value.code == code
+    with client.websocket_connect("/v1/ws", headers=headers) as ws:
+        ws.send_text(json.dumps({"stream_id": "pump", "observations": [obs(0)]}))
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_text()
+        assert closed.value.code == code
+        assert reason in closed.value.detail
     assert client.get("/v1/streams/pump", headers=A_READ).json()["seq"] == 0
+
+
+def test_a_real_websocket_client_can_tell_a_missing_key_from_a_weak_role(
+    model_repository: Path, tmp_path: Path
+) -> None:
+    """Over a real server and a real client (websockets): the close code and its reason, not
+    an HTTP 403 at the handshake, say why a socket was refused; a write key is served."""
+    env = {
+        "FORECAST_MODEL_REPOSITORY": str(model_repository),
+        "FORECAST_API_KEYS": json.dumps(KEYS),
+    }
+    with ServiceProcess(env, log=tmp_path / "service.log") as service:
+        url = f"ws://127.0.0.1:{service.port}/v1/ws"
+        for headers, code, reason in REFUSALS:
+            with ws_client.connect(url, additional_headers=headers, open_timeout=10) as ws:
+                with pytest.raises(ConnectionClosed) as closed:
+                    ws.recv(timeout=10)
+                assert closed.value.rcvd is not None
+                assert closed.value.rcvd.code == code
+                assert reason in closed.value.rcvd.reason
+        r = httpx.put(
+            f"{service.url}/v1/streams/pump", json={"model": "demo-lstm"}, headers=A_WRITE
+        )
+        assert r.status_code == 201
+        with ws_client.connect(url, additional_headers=A_WRITE, open_timeout=10) as ws:
+            ws.send(json.dumps({"id": "w", "stream_id": "pump", "observations": [obs(0)]}))
+            answer = json.loads(ws.recv(timeout=10))
+        assert (answer["id"], answer["status"]) == ("w", 200)
 
 
 def test_websocket_reaches_only_the_tenants_own_streams(client: TestClient[Any]) -> None:

@@ -1,233 +1,143 @@
-"""The msgspec decoding of the hot bodies means what the pydantic models mean.
-
-For every body, the fast path's readings (or its refusal) equal those of the reference path
-(the pydantic models, as Litestar used them); the usual bodies take the fast path; and epoch
-times are read to the microsecond as pydantic reads them.
-"""
+"""JSON nesting bounded before decoding; the time range; paths that keep an encoded '/'."""
 
 from __future__ import annotations
 
-import functools
 import json
-import math
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
-from litestar.exceptions import ClientException, ValidationException
-from pydantic import TypeAdapter
 
-from service.api import bodies, epochs
-from service.api.requests import BulkObserveRequest, ForecastRequest, ObserveRequest, StreamCreate
-from service.errors import ForecastError
+from service.api.bodies import MAX_JSON_DEPTH, check_depth, decode_json, json_depth, message_id
+from service.api.paths import PathNotUTF8, routing_path
+from service.errors import InvalidInput, MalformedInput
+from service.forecaster import Observations
+from service.timerange import EARLIEST, LATEST, in_range, out_of_range, outside
 
-T0 = 1_790_000_000
-WHERE = ("POST", "/test")
-_DATETIME = TypeAdapter(datetime)
+# --- nesting ---------------------------------------------------------------------------------
 
-
-def pydantic_epoch(value: float) -> float:
-    moment = _DATETIME.validate_python(value)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
-@settings(max_examples=2000, deadline=None)
-@given(
-    st.one_of(
-        st.floats(min_value=0, max_value=7.2e12, allow_nan=False),
-        st.integers(min_value=0, max_value=7_200_000_000_000).map(float),
-        st.floats(min_value=1e9, max_value=3e9).map(lambda x: round(x, 3)),
-        st.floats(min_value=1e12, max_value=3e12).map(lambda x: round(x, 2)),
-    )
+texts = st.text(alphabet=st.sampled_from([*'ab[]{}":,\\\n', "\u00fc", "\u2028"]))
+values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | texts,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(texts, inner, max_size=4),
+    max_leaves=40,
 )
-def test_epoch_numbers_are_read_as_pydantic_reads_them(value: float) -> None:
-    expected = pydantic_epoch(value)
-    assert epochs.epochs([value])[0] == expected  # one alone: plain Python
-    assert epochs.epochs([value, value])[1] == expected  # many: numpy
 
 
-@pytest.mark.parametrize(
-    "value",
-    [2e10, 2e10 + 0.5, 20_000_000_001.0, 5e-7, 2.5e-6, 1_700_000_000.9999996, -1.25, 9e12, 1e14],
-)
-def test_epoch_edges(value: float) -> None:
-    assert epochs.epochs([value])[0] == pydantic_epoch(value)
-
-
-def obs(i: int, **changes: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {"timestamp": T0 + 3600 * i, "values": [1.0 + i, 20.0 - i]}
-    row.update(changes)
-    return row
-
-
-#: Observation lists, most refused somewhere, some only by the pydantic models.
-OBSERVATIONS: list[Any] = [
-    [obs(0)],
-    [obs(0), obs(1), obs(2)],
-    [obs(0, values=None, value=2.5)],
-    [obs(0, timestamp="2026-11-23T08:00:00Z"), obs(1, timestamp="2026-11-23T09:00:00+01:00")],
-    [obs(0, timestamp="2026-11-24"), obs(1, timestamp="2026-11-24 10:00:00")],
-    [obs(0, timestamp=str(T0))],
-    [obs(0, timestamp=(T0 + 0.5) * 1000)],
-    [obs(0, timestamp=T0 + 0.1234567)],
-    [obs(0, timestamp=-5.5)],
-    [obs(0, timestamp=True)],
-    [obs(0, timestamp=None)],
-    [obs(0, timestamp="yesterday")],
-    [obs(0, values=[True, 2])],
-    [obs(0, values=["1.5", 2])],
-    [obs(0, values=[1e39, 2])],
-    [obs(0, values=[123456789012345678901234567890, 2])],
-    [obs(0, values=[1, 2], value=3)],
-    [{"timestamp": T0}],
-    [obs(0, extra=1)],
-    [obs(1), obs(0)],
-    [obs(0), obs(0)],
-    [obs(0), {"timestamp": T0 + 7200, "values": [1, 2, 3]}],
-    [],
-    "nope",
-    [None],
-]
-
-
-def outcome(decode: Any, raw: bytes) -> Any:
-    """What a decoder makes of ``raw``, comparable across the two paths."""
-    try:
-        return ("ok", normal(decode(raw)))
-    except ValidationException as exc:
-        return ("422", exc.extra)
-    except ClientException as exc:
-        return ("400", exc.detail)
-    except ForecastError as exc:
-        return (type(exc).__name__, exc.detail, exc.field)
-
-
-def normal(value: Any) -> Any:
-    if isinstance(value, ForecastError):
-        return (type(value).__name__, value.detail, value.field)
-    if hasattr(value, "timestamps") and hasattr(value, "values"):
-        return (value.timestamps.tolist(), value.values.tolist())
-    if isinstance(value, list | tuple):
-        return [normal(v) for v in value]
-    if hasattr(value, "__dataclass_fields__"):
-        return {k: normal(getattr(value, k)) for k in value.__dataclass_fields__}
+def depth_of(value: Any) -> int:
+    """The reference: nesting counted on the decoded value."""
+    if isinstance(value, list):
+        return 1 + max((depth_of(v) for v in value), default=0)
     if isinstance(value, dict):
-        return {k: normal(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
+        return 1 + max((depth_of(v) for v in value.values()), default=0)
+    return 0
 
 
-def reference(model: Any, convert: Any) -> Any:
-    return lambda raw: convert(bodies._reference(raw, model, *WHERE))
+@given(values, st.booleans())
+def test_depth_of_the_text_is_the_depth_of_the_value(value: Any, ascii_only: bool) -> None:
+    """Brackets, quotes and backslashes inside strings never count."""
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    assert json_depth(text) == depth_of(value)
+    assert json_depth(text.encode()) == depth_of(value)
 
 
-def observe_ref(m: Any) -> Any:
-    return bodies._to_observations(m.observations, "observations")
-
-
-def create_ref(m: Any) -> Any:
-    return bodies.CreateBody(m.model, m.version, m.observations())
-
-
-def forecast_ref(m: Any) -> Any:
-    series = [s.series(f"series[{i}]") for i, s in enumerate(m.series)]
-    return bodies.ForecastBody(m.version, [s.id for s in m.series], series)
-
-
-@pytest.mark.parametrize("observations", OBSERVATIONS)
-def test_every_body_means_what_the_models_say(observations: Any) -> None:
-    cases = [
-        (
-            {"observations": observations},
-            bodies.observe_body,
-            reference(ObserveRequest, observe_ref),
-        ),
-        (
-            {"model": "m", "history": observations},
-            bodies.create_body,
-            reference(StreamCreate, create_ref),
-        ),
-        (
-            {"series": [{"id": "a", "observations": observations}]},
-            bodies.forecast_body,
-            reference(
-                ForecastRequest,
-                lambda m: bodies.ForecastBody(
-                    m.version, [s.id for s in m.series],
-                    [s.series(f"series[{i}]") for i, s in enumerate(m.series)],
-                ),
-            ),
-        ),
-        (
-            {"streams": [{"stream_id": "x", "observations": observations}, {"stream_id": "y",
-             "observations": [obs(3)]}], "detail": "summary"},
-            bodies.bulk_body,
-            reference(BulkObserveRequest, bodies.reference_bulk),
-        ),
-    ]  # fmt: skip
-    for body, fast, slow in cases:
-        raw = json.dumps(body).encode()
-        assert outcome(functools.partial(fast, where=WHERE), raw) == outcome(slow, raw), body
-
-
-@pytest.mark.parametrize("raw", [b"{", b"", b"null", b"[]", b"\xff", b'{"observations": [NaN]}'])
-def test_bytes_that_are_not_a_body_are_refused_alike(raw: bytes) -> None:
-    slow = reference(ObserveRequest, lambda m: m)
-    assert outcome(lambda r: bodies.observe_body(r, WHERE), raw)[0] == outcome(slow, raw)[0]
+def test_deep_bodies_are_malformed_input_before_any_decoder_runs() -> None:
+    for deep in ('{"a":' * 5000 + "1" + "}" * 5000, "[" * 5000 + "]" * 5000, "[" * 100_000):
+        with pytest.raises(MalformedInput, match="levels deep"):
+            decode_json(deep)
+    at_limit = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
+    assert decode_json(at_limit.encode()) is not None
+    with pytest.raises(MalformedInput, match=f"{MAX_JSON_DEPTH + 1} levels"):
+        check_depth("[" + at_limit + "]")
+    # Many brackets side by side are not deep.
+    wide = json.dumps([[i] for i in range(10_000)])
+    assert decode_json(wide)[-1] == [9999]
 
 
 @pytest.mark.parametrize(
-    "columns",
+    "text",
+    [b"{inputs: ", b"[NaN]", b"[Infinity]", b"[1e400]", b'"\xff"', b"[" + b"9" * 5000 + b"]", b""],
+)
+def test_what_is_not_json_is_malformed_input(text: bytes) -> None:
+    with pytest.raises(MalformedInput, match="not valid JSON"):
+        decode_json(text)
+
+
+def test_message_ids_are_read_when_they_can_be() -> None:
+    assert message_id('{"id": "m1", "x": 1}') == "m1"
+    assert message_id(b'{"x": 1, "id": 7}') == 7
+    # Read without decoding from messages that are too deep or not JSON.
+    assert message_id('{"id": "m2", "x": ' + "[" * 5000 + "]" * 5000 + "}") == "m2"
+    assert message_id('{"x": [{"id": 5}], "id": -7, "v": NaN}') == -7
+    assert message_id('{"s": "\\"id\\": 3", "id": "ok\\n"}') == "ok\n"
+    for unreadable in (
+        "{not json",
+        "[1, 2]",
+        '{"id": true}',
+        '{"id": [1]}',
+        "",
+        '{"a": {"id": 1}}',
+    ):
+        assert message_id(unreadable) is None
+
+
+# --- time range ------------------------------------------------------------------------------
+
+
+def test_the_range_is_1700_to_2200() -> None:
+    assert datetime(1700, 1, 1, tzinfo=UTC).timestamp() == EARLIEST
+    assert datetime(2200, 1, 1, tzinfo=UTC).timestamp() == LATEST
+    assert in_range(EARLIEST)
+    assert in_range(0.0)
+    assert not in_range(LATEST)
+    assert not in_range(EARLIEST - 1e-3)
+    assert not in_range(float("nan"))
+    ts = np.array([EARLIEST, LATEST, np.nan, np.inf, 1.8e9, 1.8e12])
+    assert outside(ts).tolist() == [False, True, True, True, False, True]
+
+
+def test_out_of_range_names_the_field_and_the_time() -> None:
+    error = out_of_range(datetime(9999, 1, 1, tzinfo=UTC).timestamp(), "observations[3].timestamp")
+    assert error.field == "observations[3].timestamp"
+    assert "9999-01-01T00:00:00Z" in error.detail
+    assert "2200-01-01" in error.detail
+    assert "epoch seconds" in out_of_range(1e300, "x").detail
+
+
+@pytest.mark.parametrize("rows", [1, 40])  # the plain-Python check and the numpy one
+def test_observations_outside_the_range_are_refused(rows: int) -> None:
+    ts = [1.8e9 + 3600.0 * i for i in range(rows)]
+    ts[-1] = datetime(9999, 12, 31, tzinfo=UTC).timestamp()
+    with pytest.raises(InvalidInput) as refused:
+        Observations.build(ts, [[1.0, 2.0]] * rows)
+    assert refused.value.field == f"observations[{rows - 1}].timestamp"
+    assert "outside the range" in refused.value.detail
+
+
+# --- paths -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "path"),
     [
-        {"timestamps": [T0, T0 + 60, "2026-11-23T08:00:00Z"], "values": [[1, 2], [3, 4], [5, 6]]},
-        {"start": T0, "step": 60, "values": [[1, 2], [3, 4]]},
-        {"start": "2026-11-23T08:00:00Z", "step": 0.5, "values": [[1, 2]]},
-        {"start": T0, "step": 60, "values": [1.0, 2.0]},
-        {"timestamps": [T0], "values": [[1, 2], [3, 4]]},
-        {"start": T0, "values": [[1, 2]]},
-        {"start": T0, "step": 0, "values": [[1, 2]]},
-        {"timestamps": [T0 + 60, T0], "values": [[1, 2], [3, 4]]},
-        {"start": T0, "step": 60, "values": [[1, 2], [math.inf, 4]]},
-        {"start": T0, "step": 60, "values": []},
-        {"start": T0, "step": 60, "values": [[1, 2], [3]]},
-        {"start": T0, "step": 60, "values": [[1, 2], 3]},
-        {"timestamps": [T0, T0 + 1], "values": [1e39, 2]},
+        (b"/v1/streams/sensor-1", None),
+        (b"/v1/streams/K%C3%BChlhaus%203/observations", "/v1/streams/Kühlhaus 3/observations"),
+        (b"/v1/streams/a%252Fb", "/v1/streams/a%252Fb"),  # the text "a%2Fb", escaped once
+        (b"/v1/streams/plant%2Fline-1%2Ftemp", "/v1/streams/plant%2Fline-1%2Ftemp"),
+        (b"/v1/streams/a%2fb/observations", "/v1/streams/a%2Fb/observations"),
+        (b"/v1/streams/50%25%2F", "/v1/streams/50%25%2F"),
+        (b"/v1/streams/%2F%2F?x=%2F", "/v1/streams/%2F%2F"),
     ],
 )
-def test_columns_mean_what_the_models_say(columns: dict[str, Any]) -> None:
-    body = {"series": [{"id": "c", **columns}]}
-    raw = json.dumps(body).encode()
-    slow = reference(
-        ForecastRequest,
-        lambda m: bodies.ForecastBody(
-            m.version,
-            [s.id for s in m.series],
-            [s.series(f"series[{i}]") for i, s in enumerate(m.series)],
-        ),
-    )
-    assert outcome(lambda r: bodies.forecast_body(r, WHERE), raw) == outcome(slow, raw)
-    create = json.dumps({"model": "m", "history": columns}).encode()
-    slow_create = reference(
-        StreamCreate, lambda m: bodies.CreateBody(m.model, m.version, m.observations())
-    )
-    assert outcome(lambda r: bodies.create_body(r, WHERE), create) == outcome(slow_create, create)
+def test_routing_path_keeps_encoded_slashes_in_their_segment(raw: bytes, path: str | None) -> None:
+    assert routing_path(raw) == path
 
 
-def test_the_usual_bodies_take_the_fast_path() -> None:
-    observe = {"observations": [obs(0), obs(1, timestamp="2026-11-23T08:00:00Z")]}
-    fast = msgspec.json.decode(json.dumps(observe).encode(), type=bodies._Observe)
-    bodies._series(fast.observations, "observations")  # no _Slow
-    bulk = {"streams": [{"stream_id": f"s{i}", "observations": [obs(i)]} for i in range(50)]}
-    decoded = bodies.fast_bulk(msgspec.json.decode(json.dumps(bulk).encode(), type=bodies._Bulk))
-    (chosen, ts, _), = decoded.single.values()  # fmt: skip
-    assert chosen == list(range(50))
-    assert ts.tolist() == [float(T0 + 3600 * i) for i in range(50)]
-    series = {"series": [{"start": T0, "step": 1800, "values": [[1, 2]] * 512}]}
-    msgspec.json.decode(json.dumps(series).encode(), type=bodies._Forecast)
+def test_a_path_that_is_not_utf8_is_refused() -> None:
+    with pytest.raises(PathNotUTF8):
+        routing_path(b"/v1/streams/%FF")
+    with pytest.raises(PathNotUTF8):
+        routing_path(b"/v1/streams/%C3")

@@ -1,4 +1,4 @@
-"""The per-stream record codec, its compare-and-set token and the key layout."""
+"""The per-stream record codec and its compare-and-set token."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from redis.crc import key_slot
 
 from service.state.record import (
     HEADER_SIZE,
@@ -18,7 +17,6 @@ from service.state.record import (
     RecordError,
     StreamRecord,
     new_incarnation,
-    stream_key,
     token_of,
 )
 
@@ -225,23 +223,6 @@ def test_records_that_cannot_be_encoded_faithfully_are_refused(
 ) -> None:
     with pytest.raises(RecordError, match=match):
         make(**changes).encode()
-
-
-# --- Key layout -------------------------------------------------------------------------------
-
-
-def test_key_is_namespaced_by_prefix_and_tenant() -> None:
-    assert stream_key("fcst", "acme", "pump-7") == "fcst:s:{acme:pump-7}"
-    assert stream_key("fcst", "acme", "x") != stream_key("fcst", "other", "x")
-    assert stream_key("a", "t", "x") != stream_key("b", "t", "x")
-
-
-def test_key_hash_tag_is_tenant_and_stream() -> None:
-    """Redis Cluster hashes only the tag, so the prefix never moves a stream to another slot."""
-    assert key_slot(stream_key("a", "t", "x").encode()) == key_slot(b"t:x")
-    assert key_slot(stream_key("b", "t", "x").encode()) == key_slot(b"t:x")
-    slots = {key_slot(stream_key("fcst", "t", f"s{i}").encode()) for i in range(100)}
-    assert len(slots) > 50  # streams spread over the cluster
 
 
 def test_history_round_trips_after_the_forecast() -> None:
