@@ -30,7 +30,7 @@ from service.core.calls import ModelCalls
 from service.core.engine import Engine, Policies
 from service.core.gaps import GapPolicy, missing_before
 from service.core.observations import FloatArray, Observations, Readings, TimeArray
-from service.core.records import runtime_for, unknown
+from service.core.records import runtime_for, unknown, unreadable
 from service.errors import ForecastError, PayloadTooLarge, StateMismatch, UnknownStream
 from service.ids import check_stream_id
 from service.metrics import Metrics
@@ -327,11 +327,7 @@ class Forecaster:
             record = StreamRecord.decode(raw)
             kind = read_header(raw)
         except RecordError as exc:
-            raise StateMismatch(
-                f"stream {stream_id!r} holds a record this service cannot read ({exc}); "
-                "re-create it with PUT",
-                field="stream_id",
-            ) from exc
+            raise unreadable(exc)(stream_id) from exc
         self.engine.cache.put_many([(key, raw)])
         try:
             runtime: ModelRuntime | None = runtime_for(self.registry, kind, stream_id)

@@ -129,7 +129,13 @@ class Engine:
             self._settle(batch)
             return
         sources, entries = merge(parts, owners)
-        done = await self._run(sources, entries, keys, records)
+        try:
+            done = await self._run(sources, entries, keys, records)
+        except ForecastError as exc:  # a model that failed to run: nothing was written
+            for p, i in owners:
+                parts[p].answers.fail(i, exc)
+            self._settle(batch)
+            return
         updates = await self._commit(parts, owners, keys, records, done)
         self._settle(batch)
         if updates:

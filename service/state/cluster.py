@@ -99,22 +99,9 @@ class RedisClusterStore(RedisCommands[RedisCluster]):
     ``RedisCommands``' own: redis-py routes them by the key's slot.
     """
 
-    def __init__(
-        self,
-        client: RedisCluster,
-        *,
-        timeout_seconds: float = 2.0,
-        close_client: bool = False,
-        max_connections: int | None = None,
-    ) -> None:
-        super().__init__(
-            client,
-            timeout_seconds=timeout_seconds,
-            close_client=close_client,
-            max_connections=max_connections,
-        )
-        # One key at a time, routed by redis-py: for the items of a node that refused a batch.
-        self._cas = client.register_script(NODE_CAS_SCRIPT.text)
+    #: Routed one key at a time by redis-py (the items of a node that refused a batch) and
+    #: run on each node for its keys alike.
+    cas_script = NODE_CAS_SCRIPT.text
 
     @classmethod
     def from_nodes(

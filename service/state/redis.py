@@ -16,7 +16,7 @@ import contextlib
 import inspect
 import math
 from collections.abc import AsyncIterator, Awaitable, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 import redis.exceptions as redis_errors
 from redis.asyncio import Redis
@@ -240,6 +240,9 @@ class RedisCommands(CompareAndSet, Generic[ClientT]):
             None: no gate (the client's pool is the caller's business).
     """
 
+    #: The compare-and-set script as this backend runs it (``cas.CAS_BODY``, or a variant).
+    cas_script: ClassVar[str] = CAS_BODY
+
     def __init__(
         self,
         client: ClientT,
@@ -254,6 +257,9 @@ class RedisCommands(CompareAndSet, Generic[ClientT]):
         self._timeout = timeout_seconds
         self._close_client = close_client
         self._gate = None if max_connections is None else ConnectionGate(max_connections)
+        # EVALSHA, loading the script again by itself if Redis lost its script cache.
+        self._cas = client.register_script(self.cas_script)
+        self._pttl = client.register_script(PTTL_SCRIPT)  # one server's PTTL of many keys
         # A quota is one key: these run on the node serving it, like any single-key call.
         self._quota_admit = client.register_script(QUOTA_ADMIT_SCRIPT)
         self._quota_lapsed = client.register_script(QUOTA_LAPSED_SCRIPT)
@@ -314,24 +320,6 @@ class RedisStore(RedisCommands[Redis]):
 
     Takes ``RedisCommands``' arguments; ``from_url`` builds a client with bounded timeouts.
     """
-
-    def __init__(
-        self,
-        client: Redis,
-        *,
-        timeout_seconds: float = 2.0,
-        close_client: bool = False,
-        max_connections: int | None = None,
-    ) -> None:
-        super().__init__(
-            client,
-            timeout_seconds=timeout_seconds,
-            close_client=close_client,
-            max_connections=max_connections,
-        )
-        self._pttl = client.register_script(PTTL_SCRIPT)
-        # EVALSHA, loading the script again by itself if Redis lost its script cache.
-        self._cas = client.register_script(CAS_BODY)
 
     @classmethod
     def from_url(
