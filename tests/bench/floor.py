@@ -112,12 +112,6 @@ async def measure(
         runtime.close()
 
 
-def run(
-    url: str,
-    model_dir: Path,
-    *,
-    streams: int = 1000,
-    seconds: float = 3.0,
-    variants: tuple[str, ...] = ("warm", "cold"),
-) -> dict[str, Any]:
-    return asyncio.run(measure(url, model_dir, streams=streams, seconds=seconds, variants=variants))
+def run(url: str, model_dir: Path, **options: Any) -> dict[str, Any]:
+    """``measure`` in an event loop of its own (the benchmark's process has none)."""
+    return asyncio.run(measure(url, model_dir, **options))
