@@ -21,11 +21,14 @@ import argparse
 import json
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from models.gate import EXIT_REFUSED
+
+if TYPE_CHECKING:
+    from service.manifest import Manifest
 
 
 def _quantiles(text: str) -> tuple[float, ...]:
@@ -126,18 +129,24 @@ def _print_accuracy(accuracy: dict[str, dict[str, float]]) -> None:
         print(f"{method:>20}: {shown}")
 
 
-def _gate(
-    accuracy: dict[str, dict[str, float]], name: str, allow_worse: bool
-) -> dict[str, Any] | None:
-    """The gate's record for the manifest, or None when the model must not ship."""
+def _gated_export(
+    accuracy: dict[str, dict[str, float]],
+    name: str,
+    args: argparse.Namespace,
+    export: Callable[[dict[str, Any]], tuple[Path, Manifest]],
+) -> int:
+    """Export through the quality gate: ``export(record)`` runs only when the model passes
+    or ``--allow-worse`` was given; the gate's record goes into the manifest."""
     from models.gate import judge
 
     verdict = judge(accuracy)
-    message = verdict.message(name, allowed=allow_worse)
+    message = verdict.message(name, allowed=args.allow_worse)
     print(message, file=sys.stdout if verdict.passed else sys.stderr)
-    if not verdict.passed and not allow_worse:
-        return None
-    return verdict.record(allow_worse=allow_worse)
+    if not verdict.passed and not args.allow_worse:
+        return EXIT_REFUSED
+    directory, manifest = export(verdict.record(allow_worse=args.allow_worse))
+    print(f"exported: {directory} (sha256 {manifest.sha256[:12]})")
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -187,16 +196,17 @@ def _fit_statistical(args: argparse.Namespace, series: Any) -> int:
     )
     print(f"{args.kind}: {result.baseline} {json.dumps(result.model.parameters())}")
     _print_accuracy(result.accuracy)
-    if args.repository:
-        name = args.name or f"{series.name}-{args.kind}"
-        record = _gate(result.accuracy, name, args.allow_worse)
-        if record is None:
-            return EXIT_REFUSED
-        directory, manifest = export_statistical(
+    if not args.repository:
+        return 0
+    name = args.name or f"{series.name}-{args.kind}"
+    return _gated_export(
+        result.accuracy,
+        name,
+        args,
+        lambda record: export_statistical(
             result, args.repository, name=name, version=args.version, quality_gate=record
-        )
-        print(f"exported: {directory} (sha256 {manifest.sha256[:12]})")
-    return 0
+        ),
+    )
 
 
 def _train_network(args: argparse.Namespace, series: Any) -> int:
@@ -219,16 +229,17 @@ def _train_network(args: argparse.Namespace, series: Any) -> int:
     if args.checkpoint:
         save_checkpoint(checkpoint, args.checkpoint)
         print(f"checkpoint: {args.checkpoint}")
-    if args.repository:
-        name = args.name or f"{series.name}-{config.kind}"
-        record = _gate(result.accuracy, name, args.allow_worse)
-        if record is None:
-            return EXIT_REFUSED
-        directory, manifest = export_checkpoint(
+    if not args.repository:
+        return 0
+    name = args.name or f"{series.name}-{config.kind}"
+    return _gated_export(
+        result.accuracy,
+        name,
+        args,
+        lambda record: export_checkpoint(
             checkpoint, args.repository, name=name, version=args.version, quality_gate=record
-        )
-        print(f"exported: {directory} (sha256 {manifest.sha256[:12]})")
-    return 0
+        ),
+    )
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -240,14 +251,14 @@ def _export(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     checkpoint = load_checkpoint(args.checkpoint)
     name = args.name or f"{checkpoint.series['name']}-{checkpoint.config.kind}"
-    record = _gate(checkpoint.accuracy, name, args.allow_worse)
-    if record is None:
-        return EXIT_REFUSED
-    directory, manifest = export_checkpoint(
-        checkpoint, args.repository, name=name, version=args.version, quality_gate=record
+    return _gated_export(
+        checkpoint.accuracy,
+        name,
+        args,
+        lambda record: export_checkpoint(
+            checkpoint, args.repository, name=name, version=args.version, quality_gate=record
+        ),
     )
-    print(f"exported: {directory} (sha256 {manifest.sha256[:12]})")
-    return 0
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -27,14 +27,20 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 import torch
 
 from models.networks import Forecaster, RecurrentForecaster
-from models.ship import CALIBRATION, ExportRefused, next_version, provenance, write_version
+from models.ship import (
+    CALIBRATION,
+    ExportRefused,
+    check_step_parity,
+    contract_session,
+    next_version,
+    provenance,
+    write_version,
+)
 from models.train import Checkpoint
-from service.contract import PARITY_TOLERANCE, check_signature, relative_error, step_parity_error
-from service.errors import ModelRefused
+from service.contract import relative_error
 from service.manifest import (
     INPUT_STATE,
     INPUT_TIME,
@@ -141,22 +147,7 @@ def check_graph(model: Forecaster, graph: bytes, manifest: Manifest, *, seed: in
     Raises:
         ExportRefused: saying which check failed and by how much.
     """
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(graph, sess_options=options, providers=["CPUExecutionProvider"])
-    try:
-        check_signature(session.get_inputs(), session.get_outputs(), manifest)
-    except ModelRefused as exc:
-        raise ExportRefused(f"exported graph breaks the contract's signature: {exc}") from exc
-
-    def run(
-        x: FloatArray, state: FloatArray, time: TimeArray | None = None
-    ) -> tuple[FloatArray, FloatArray]:
-        feeds: dict[str, Any] = {INPUT_X: x, INPUT_STATE: state}
-        if manifest.time_input:
-            feeds[INPUT_TIME] = time
-        forecast, state_out = session.run([OUTPUT_FORECAST, OUTPUT_STATE], feeds)
-        return forecast, state_out
+    run = contract_session(graph, manifest)
 
     rng = np.random.default_rng(seed)
     frequency = manifest.frequency
@@ -179,13 +170,7 @@ def check_graph(model: Forecaster, graph: bytes, manifest: Manifest, *, seed: in
                 f"T={steps}; allowed {ORT_TOLERANCE:g}"
             )
     batch, steps = PARITY_SHAPE
-    x, state, time = random_inputs(model, batch, steps, rng, frequency)
-    parity = step_parity_error(run, x, state, time)
-    if not parity <= PARITY_TOLERANCE:
-        raise ExportRefused(
-            f"step-by-step inference with carried state differs from the whole-sequence call "
-            f"by {parity:.3g} (relative) at B={batch}, T={steps}; allowed {PARITY_TOLERANCE:g}"
-        )
+    check_step_parity(run, *random_inputs(model, batch, steps, rng, frequency))
 
 
 def export_model(

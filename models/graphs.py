@@ -29,7 +29,7 @@ from onnx import TensorProto, helper
 
 from models.baselines import SeasonalNaive, StatisticalModel
 from models.holtwinters import HoltWinters
-from models.onnx_builder import _Initializers
+from models.onnx_builder import _Initializers, finish_model
 from service.manifest import INPUT_STATE, INPUT_TIME, INPUT_X, OUTPUT_FORECAST, OUTPUT_STATE
 
 #: Opset of the statistical graphs (GatherElements / ScatterElements need 11, Slice inputs 10).
@@ -128,13 +128,7 @@ def statistical_graph(
         ],
         initializer=consts.tensors,
     )
-    opsets = [helper.make_opsetid("", OPSET)]
-    built = helper.make_model(
-        graph,
-        opset_imports=opsets,
-        ir_version=helper.find_min_ir_version_for(opsets),
-        producer_name="stateful-forecast.models.graphs",
-    )
+    built = finish_model(graph, OPSET, "stateful-forecast.models.graphs")
     onnx.checker.check_model(built, full_check=True)
     return built
 

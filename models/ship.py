@@ -9,16 +9,81 @@ refuse is removed again, so a repository never holds a model that cannot be serv
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from service.contract import PARITY_TOLERANCE, check_signature, step_parity_error
 from service.errors import ModelRefused
-from service.manifest import MANIFEST_FILE, ONNX_FILE, Manifest, file_sha256
+from service.manifest import (
+    INPUT_STATE,
+    INPUT_TIME,
+    INPUT_X,
+    MANIFEST_FILE,
+    ONNX_FILE,
+    OUTPUT_FORECAST,
+    OUTPUT_STATE,
+    Manifest,
+    file_sha256,
+)
 from service.runtime import load_runtime
+
+FloatArray = npt.NDArray[np.float32]
+TimeArray = npt.NDArray[np.float64]
+#: ``run(x, state, time=None) -> (forecast, state_out)`` on a graph about to be shipped.
+GraphRun = Callable[..., tuple[FloatArray, FloatArray]]
 
 
 class ExportRefused(RuntimeError):
     """The exported graph does not behave like the model it came from: nothing is shipped."""
+
+
+def contract_session(graph: bytes, manifest: Manifest) -> GraphRun:
+    """An onnxruntime session on ``graph``, checked against the contract and ``manifest``,
+    as a ``run(x, state, time=None)`` function (``time`` is fed to a graph that reads it).
+
+    Raises:
+        ExportRefused: the graph's inputs or outputs break the contract.
+    """
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(graph, sess_options=options, providers=["CPUExecutionProvider"])
+    try:
+        check_signature(session.get_inputs(), session.get_outputs(), manifest)
+    except ModelRefused as exc:
+        raise ExportRefused(f"exported graph breaks the contract's signature: {exc}") from exc
+
+    def run(
+        x: FloatArray, state: FloatArray, time: TimeArray | None = None
+    ) -> tuple[FloatArray, FloatArray]:
+        feeds: dict[str, Any] = {INPUT_X: x, INPUT_STATE: state}
+        if manifest.time_input:
+            feeds[INPUT_TIME] = time
+        forecast, state_out = session.run([OUTPUT_FORECAST, OUTPUT_STATE], feeds)
+        return forecast, state_out
+
+    return run
+
+
+def check_step_parity(
+    run: GraphRun, x: FloatArray, state: FloatArray, time: TimeArray | None
+) -> None:
+    """Refuse a graph whose step-by-step forecasts drift from its whole-sequence call.
+
+    Raises:
+        ExportRefused: saying by how much, at which shape.
+    """
+    parity = step_parity_error(run, x, state, time)
+    if not parity <= PARITY_TOLERANCE:
+        batch, steps = x.shape[:2]
+        raise ExportRefused(
+            f"step-by-step inference with carried state differs from the whole-sequence call "
+            f"by {parity:.3g} (relative) at B={batch}, T={steps}; allowed {PARITY_TOLERANCE:g}"
+        )
 
 
 def write_version(directory: Path, graph: bytes, manifest: Manifest) -> None:

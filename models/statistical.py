@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 
 from models.baselines import (
     Baseline,
@@ -39,15 +38,17 @@ from models.baselines import (
 from models.data import Series, Split
 from models.evaluate import Array, mae, origins, scores, seasonal_scale, targets
 from models.graphs import OPSET, statistical_graph
-from models.ship import CALIBRATION, ExportRefused, next_version, provenance, write_version
-from service.contract import PARITY_TOLERANCE, check_signature, relative_error, step_parity_error
-from service.errors import ModelRefused
+from models.ship import (
+    CALIBRATION,
+    ExportRefused,
+    check_step_parity,
+    contract_session,
+    next_version,
+    provenance,
+    write_version,
+)
+from service.contract import PARITY_TOLERANCE, relative_error
 from service.manifest import (
-    INPUT_STATE,
-    INPUT_TIME,
-    INPUT_X,
-    OUTPUT_FORECAST,
-    OUTPUT_STATE,
     Manifest,
     Training,
 )
@@ -205,20 +206,7 @@ def check_statistical_graph(result: StatisticalResult, graph: bytes, manifest: M
     Raises:
         ExportRefused: saying which check failed and by how much.
     """
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(graph, sess_options=options, providers=["CPUExecutionProvider"])
-    try:
-        check_signature(session.get_inputs(), session.get_outputs(), manifest)
-    except ModelRefused as exc:
-        raise ExportRefused(f"exported graph breaks the contract's signature: {exc}") from exc
-
-    def run(x: FloatArray, state: FloatArray, time: Array) -> tuple[FloatArray, FloatArray]:
-        forecast, state_out = session.run(
-            [OUTPUT_FORECAST, OUTPUT_STATE], {INPUT_X: x, INPUT_STATE: state, INPUT_TIME: time}
-        )
-        return forecast, state_out
-
+    run = contract_session(graph, manifest)
     series, model = result.series, result.model
     start = initial_row(model).astype(np.float32)[None]
     chosen = np.linspace(result.split.train_end, len(series) - 1, CHECKED_ORIGINS).astype(np.int64)
@@ -239,9 +227,4 @@ def check_statistical_graph(result: StatisticalResult, graph: bytes, manifest: M
     x = np.stack([series.values[r : r + steps] for r in rows]).astype(np.float32)
     times = np.stack([series.times[r : r + steps] for r in rows])
     states = np.repeat(np.asarray(manifest.initial_state, dtype=np.float32)[None], batch, axis=0)
-    parity = step_parity_error(run, x, states, times)
-    if not parity <= PARITY_TOLERANCE:
-        raise ExportRefused(
-            f"step-by-step inference with carried state differs from the whole-sequence call "
-            f"by {parity:.3g} (relative) at B={batch}, T={steps}; allowed {PARITY_TOLERANCE:g}"
-        )
+    check_step_parity(run, x, states, times)
