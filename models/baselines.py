@@ -24,9 +24,9 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from models.calibrate import conformal_offsets
+from models.calibrate import conformal_offsets, monotone
 from models.data import Series, Split
-from models.evaluate import origins, targets
+from models.evaluate import mae, origins, targets
 from models.holtwinters import Array, HoltWinters, grid_index, slot_of
 
 StatisticalKind = Literal["snaive", "ets"]
@@ -112,6 +112,8 @@ class Baseline:
     forecasts: Array
     #: Point forecasts [O_val, H] at the validation origins (to choose between baselines).
     validation_point: Array
+    #: Their MAE on the validation origins.
+    validation_mae: float
 
 
 def baseline_models(series: Series, split: Split) -> dict[str, StatisticalModel]:
@@ -149,8 +151,11 @@ def fit_baselines(
     for name, model in baseline_models(series, split).items():
         _, points = model.run(series.y, series.times, at=both, horizon=horizon)
         val_point, test_point = points[: len(val_at)], points[len(val_at) :]
-        offsets = conformal_offsets(
-            np.repeat(val_point[..., None], q, axis=-1), val_actual, quantiles
+        # The point stays the median, so an interval must contain it: a biased point (a
+        # seasonal naive behind a trend) gets its lower or upper offsets clipped at zero.
+        offsets = monotone(
+            conformal_offsets(np.repeat(val_point[..., None], q, axis=-1), val_actual, quantiles),
+            list(quantiles).index(0.5),
         )
         kind: StatisticalKind = "snaive" if isinstance(model, SeasonalNaive) else "ets"
         out[name] = Baseline(
@@ -160,5 +165,6 @@ def fit_baselines(
             offsets=offsets,
             forecasts=test_point[..., None] + offsets[None],
             validation_point=val_point,
+            validation_mae=mae(val_point, val_actual),
         )
     return out

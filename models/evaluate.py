@@ -73,11 +73,14 @@ def scores(
     scale: float,
     *,
     uncalibrated: Array | None = None,
+    validation_mae: float | None = None,
 ) -> dict[str, float]:
     """Every metric the manifest stores, for forecasts [O, H, Q] against actual [O, H].
 
     ``uncalibrated`` (the same forecasts before :mod:`models.calibrate`) adds the coverage
-    they had, ``coverage_uncalibrated``, so the report can show before and after.
+    they had, ``coverage_uncalibrated``, so the report can show before and after;
+    ``validation_mae`` (the median's MAE on the validation origins, which calibration saw) is
+    kept as ``mae_validation``, to tell when validation errors did not look like test errors.
     """
     median = quantile_forecasts[..., list(quantiles).index(0.5)]
     out = {
@@ -90,6 +93,8 @@ def scores(
     }
     if uncalibrated is not None:
         out["coverage_uncalibrated"] = coverage(uncalibrated[..., 0], uncalibrated[..., -1], actual)
+    if validation_mae is not None:
+        out["mae_validation"] = validation_mae
     return out
 
 

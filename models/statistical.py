@@ -112,7 +112,10 @@ def fit_statistical(
     forecasts = {"model": baselines[chosen].forecasts} | {
         n: b.forecasts for n, b in baselines.items()
     }
-    accuracy = {n: scores(f, actual, quantiles, scale) for n, f in forecasts.items()}
+    accuracy = {
+        n: scores(b.forecasts, actual, quantiles, scale, validation_mae=b.validation_mae)
+        for n, b in ({"model": baselines[chosen]} | baselines).items()
+    }
     return StatisticalResult(
         kind=kind,
         baseline=chosen,

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from models.baselines import Baseline, fit_baselines
 from models.calibrate import conformal_offsets
 from models.data import Series, Split, chronological_split
-from models.evaluate import origins, scores, seasonal_scale, targets
+from models.evaluate import mae, origins, scores, seasonal_scale, targets
 from models.networks import Forecaster, Kind, build, calendar_periods
 
 Array = npt.NDArray[np.float64]
@@ -276,11 +276,20 @@ def train(
     scale = seasonal_scale(series.y[: split.train_end], series.season)
     baselines = baselines or fit_baselines(series, split, h, config.quantiles)
     forecasts = {"model": calibrated} | {n: b.forecasts for n, b in baselines.items()}
+    median = config.quantiles.index(0.5)
     accuracy = {
-        "model": scores(calibrated, actual, config.quantiles, scale, uncalibrated=raw[test_at])
+        "model": scores(
+            calibrated,
+            actual,
+            config.quantiles,
+            scale,
+            uncalibrated=raw[test_at],
+            validation_mae=mae(raw[val_at][..., median], val_actual),
+        )
     }
     accuracy |= {
-        n: scores(b.forecasts, actual, config.quantiles, scale) for n, b in baselines.items()
+        n: scores(b.forecasts, actual, config.quantiles, scale, validation_mae=b.validation_mae)
+        for n, b in baselines.items()
     }
     return TrainResult(
         model=model,

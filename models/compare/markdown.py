@@ -86,15 +86,16 @@ def _findings(outcomes: dict[str, DatasetOutcome], adding: Sequence[AddingOutcom
             f"({best_mase:.3f}, servable as `{servable_as(best)}`): {verdict}."
         )
     covered = [
-        (name, kind, float(np.mean([s["coverage"] for s in scores])), scores[0])
+        (name, kind, float(np.mean([s["coverage"] for s in scores])), scores)
         for name, outcome in outcomes.items()
         for kind, scores in kind_scores(outcome).items()
     ]
     if covered:
-        nominal = covered[0][3]["coverage_nominal"]
+        nominal = covered[0][3][0]["coverage_nominal"]
         outside = [
-            f"{kind} on {name} ({value:.3f})"
-            for name, kind, value, _ in covered
+            f"{kind} on {name} ({value:.3f}; test MAE ÷ validation MAE = "
+            f"{np.mean([s['mae'] / s['mae_validation'] for s in scores]):.2f})"
+            for name, kind, value, scores in covered
             if abs(value - nominal) > COVERAGE_TOLERANCE
         ]
         raw = [
@@ -111,7 +112,9 @@ def _findings(outcomes: dict[str, DatasetOutcome], adding: Sequence[AddingOutcom
             + (f" (the networks' raw quantiles: {min(raw):.3f}-{max(raw):.3f})" if raw else "")
             + ". "
             + (
-                f"Outside nominal ± {COVERAGE_TOLERANCE}: {', '.join(outside)}."
+                f"Outside nominal ± {COVERAGE_TOLERANCE}: {', '.join(outside)}. A ratio far "
+                "from 1 says the test errors did not look like the validation errors the "
+                "offsets came from."
                 if outside
                 else f"Every kind is within nominal ± {COVERAGE_TOLERANCE}."
             )

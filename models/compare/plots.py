@@ -94,8 +94,9 @@ def error_by_step(outcome: DatasetOutcome, path: Path) -> str:
     for index, name in enumerate(outcome.baselines):
         curve = mae_by_step(run.forecasts[name][..., median], run.actual)
         ax.plot(steps, curve, color="grey", ls=styles[index % len(styles)], label=name)
+    ax.set_yscale("log")  # the naive baseline is an order of magnitude above the rest
     ax.set_xlabel("horizon step")
-    ax.set_ylabel(f"MAE ({outcome.series.target})")
+    ax.set_ylabel(f"MAE ({outcome.series.target}, log scale)")
     ax.set_title(f"{outcome.series.name}: test error by horizon step")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()

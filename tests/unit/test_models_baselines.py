@@ -86,6 +86,19 @@ def test_the_second_season_is_what_the_weekend_needs() -> None:
         assert np.all(baseline.offsets[:, 1] == 0)  # the point forecast stays the median
 
 
+def test_a_biased_point_forecast_keeps_the_median_inside_its_interval() -> None:
+    """Behind a trend, a seasonal naive's errors are all positive: its lower quantile is
+    clipped at the point forecast, never above it (the graph serves the same offsets)."""
+    t = np.arange(600)
+    y = 0.05 * t + np.sin(2 * np.pi * t / 12)
+    series = Series("trend", y[:, None], ["y"], "y", HOUR, (12,), "test", MONDAY + HOUR * t)
+    baseline = fit_baselines(series, Split(400, 500, 600), 4, (0.1, 0.5, 0.9))
+    snaive = baseline["seasonal_naive_12"]
+    assert np.all(snaive.offsets[:, 0] == 0.0)
+    assert np.all(snaive.offsets[:, 2] > 0.5)
+    assert np.all(np.diff(snaive.forecasts, axis=-1) >= 0)
+
+
 def test_holt_winters_tracks_a_clean_seasonal_series_closely() -> None:
     series = two_seasons(noise=0.0)
     n = 5 * 168
