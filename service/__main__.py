@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
@@ -13,6 +12,7 @@ def main() -> None:
     import uvicorn
 
     from service.app import create_app
+    from service.logs import configure_logging
     from service.settings import Settings, unknown_variables
 
     unknown = unknown_variables(os.environ)
@@ -28,15 +28,15 @@ def main() -> None:
         ]
         print("invalid settings:\n" + "\n".join(lines), file=sys.stderr)
         raise SystemExit(2) from None
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
         create_app(settings, freeze_gc=True),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # uvicorn's records go through the service's handler; the app writes the access log.
+        log_config=None,
+        access_log=False,
         lifespan="on",
     )
 

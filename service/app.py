@@ -14,12 +14,13 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi.config import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from prometheus_client import CollectorRegistry
 
 from service import __version__
+from service.api.access import request_context
 from service.api.admin import AdminController
 from service.api.auth import Authenticator, announce, auth_guard, provide_tenant
+from service.api.docs import OfflineSwaggerPlugin
 from service.api.errors import exception_handlers
 from service.api.health import live, metrics, ready
 from service.api.kserve import v2_router
@@ -37,6 +38,7 @@ from service.settings import Settings
 from service.state import open_store
 from service.state.base import StateStore
 from service.state.instrumented import InstrumentedStore
+from service.tracing import Tracing, from_settings
 
 log = logging.getLogger("service")
 
@@ -47,6 +49,7 @@ def create_app(
     store: StateStore | None = None,
     registry: ModelRegistry | None = None,
     metrics_registry: CollectorRegistry | None = None,
+    tracing: Tracing | None = None,
     freeze_gc: bool = False,
 ) -> Litestar:
     """Build the app. A store or registry passed in is used as is and not closed by the app.
@@ -59,9 +62,14 @@ def create_app(
     cyclic garbage collector's sight, so its collections under load scan only what requests
     make: ~25 % more bulk ingest on the benchmark machine. Not for processes that build many
     apps (tests): frozen cycles are never collected.
+
+    ``tracing`` replaces the one ``settings.otel_endpoint`` would make (tests pass one with an
+    in-memory exporter); the app closes only a tracing it made.
     """
     cfg = settings if settings is not None else Settings()
     instruments = Metrics(metrics_registry)
+    # Tracing passed in (tests: an in-memory exporter) is the caller's to close.
+    spans = tracing if tracing is not None else from_settings(cfg.otel_endpoint)
     # Built here, not in the lifespan, so bad key settings stop the app before it serves.
     authenticator = Authenticator.from_settings(cfg)
 
@@ -134,6 +142,8 @@ def create_app(
                 await backend.close()
             if own_registry:
                 models.close()
+            if tracing is None and spans is not None:
+                await asyncio.to_thread(spans.close)
 
     app = Litestar(
         route_handlers=[
@@ -169,7 +179,7 @@ def create_app(
                 "each reading costs one recurrent step."
             ),
             path="/docs",
-            render_plugins=[ScalarRenderPlugin()],
+            render_plugins=[OfflineSwaggerPlugin()],
         ),
         debug=False,
         # Logging is the host's business (``__main__`` configures it); Litestar adds none.
@@ -177,6 +187,8 @@ def create_app(
     )
     # Built now (and cached), with the error bodies the service really sends.
     describe_errors(app.openapi_schema)
+    # Outside the routes' middleware, so unmatched paths get an id and a log line too.
+    app.asgi_handler = request_context(app.asgi_handler, spans)
     return app
 
 

@@ -19,6 +19,7 @@ from typing import Generic, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from service import tracing
 from service.errors import ModelNotReady
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ class Pending(Generic[T, R]):
     future: asyncio.Future[R]
     attempts: int = 0
     enqueued: float = field(default_factory=time.monotonic)
+    #: The span it was submitted under (tracing on), which its batch's span links to.
+    origin: tracing.Origin | None = None
 
 
 class MicroBatcher(Generic[T, R]):
@@ -74,7 +77,7 @@ class MicroBatcher(Generic[T, R]):
             raise ModelNotReady("the service is shutting down; retry on another replica")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
-        self._queue.append(Pending(item, future))
+        self._queue.append(Pending(item, future, origin=tracing.origin()))
         self._ensure_worker()
         assert self._wakeup is not None
         self._wakeup.set()
@@ -110,7 +113,9 @@ class MicroBatcher(Generic[T, R]):
                 batch = [self._queue.popleft() for _ in range(count)]
                 self._requeued.clear()
                 try:
-                    await self._process(batch)
+                    origins = [one.origin for one in batch]
+                    with tracing.batch_span(self._name, origins, {"batch.items": count}):
+                        await self._process(batch)
                 except asyncio.CancelledError:
                     _fail(batch, ModelNotReady("the service is shutting down"))
                     raise

@@ -22,6 +22,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 from pydantic import ValidationError
 
+from service import tracing
 from service.contract import check_signature
 from service.errors import InvalidInput, ModelNotReady, ModelRefused
 from service.manifest import (
@@ -140,7 +141,16 @@ class ModelRuntime:
                     field=INPUT_TIME,
                 )
             feeds[INPUT_TIME] = time_arr
-        forecast, state_out = session.run(self._outputs, feeds)
+        with tracing.span(
+            f"infer {self.name}",
+            {
+                "model.name": self.name,
+                "model.version": self.version,
+                "model.batch": int(x_arr.shape[0]),
+                "model.steps": int(x_arr.shape[1]),
+            },
+        ):
+            forecast, state_out = session.run(self._outputs, feeds)
         return forecast, state_out
 
     async def run_async(

@@ -203,6 +203,22 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
         default="info", description="Log level of the service and the ASGI server."
     )
+    log_format: Literal["json", "text"] = Field(
+        default="text",
+        description=(
+            "text: one readable line per record; json: one JSON object per line (for log "
+            "collectors), the access log included. Either way every line of a request "
+            "carries its request id (X-Request-ID)."
+        ),
+    )
+    otel_endpoint: str | None = Field(
+        default=None,
+        description=(
+            "OpenTelemetry collector (OTLP over HTTP, e.g. http://otel-collector:4318) to "
+            "send traces to: spans for each request, batch, store call and model call. Empty "
+            "or unset turns tracing off (the default; needs the 'otel' extra when set)."
+        ),
+    )
     auth: Literal["auto", "required", "disabled"] = Field(
         default="auto",
         description=(
@@ -236,7 +252,16 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("log_level", mode="before")
+    @field_validator("otel_endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")) or len(value) <= len("https://"):
+            raise ValueError("otel_endpoint must be an http:// or https:// URL")
+        return value
+
+    @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value

@@ -1,7 +1,10 @@
 """The one table from domain errors to HTTP responses (``application/problem+json``).
 
-Bodies carry ``type``, ``title``, ``status``, ``detail``, ``code`` and, where one input is at
-fault, ``field`` (a dotted/indexed path into the request).
+Bodies carry ``type``, ``title``, ``status``, ``detail``, ``code``, where one input is at
+fault ``field`` (a dotted/indexed path into the request), and the ``request_id`` of the
+request (as in its ``X-Request-ID`` header and its log lines). The per-stream errors inside
+a bulk or WebSocket answer (``problem_body``) leave it out: their request's id is in the
+answer's header, and repeating it in each of thousands of items would cost bytes for nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
-from service import errors
+from service import errors, request_id
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
@@ -59,7 +62,14 @@ def problem(
     }
     if field is not None:
         body["field"] = field
+    _add_request_id(body)
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _add_request_id(body: dict[str, Any]) -> None:
+    rid = request_id.current()
+    if rid is not None:
+        body["request_id"] = rid
 
 
 def problem_body(exc: errors.ForecastError) -> dict[str, Any]:
@@ -83,6 +93,7 @@ def _domain(_: Request[Any, Any, Any], exc: errors.ForecastError) -> Response[di
     if isinstance(exc, errors.StoreUnavailable):
         headers = {"Retry-After": str(exc.retry_after)}
     body = problem_body(exc)
+    _add_request_id(body)
     return Response(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
 
 

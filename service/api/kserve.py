@@ -77,7 +77,7 @@ from litestar.params import FromPath
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
-from service import __version__, errors
+from service import __version__, errors, request_id
 from service.errors import Conflict, InvalidInput, PayloadTooLarge, StoreUnavailable, UnknownStream
 from service.forecaster import FloatArray, Forecaster, Observations, ObserveResult, StreamView
 from service.manifest import INPUT_X, OUTPUT_FORECAST
@@ -784,7 +784,12 @@ async def _observe_untimed(
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response[Any]:
-    return Response({"error": message}, status_code=status, headers=headers)
+    # Clients of the protocol read "error" alone (tritonclient does); the id rides beside it.
+    body = {"error": message}
+    rid = request_id.current()
+    if rid is not None:
+        body["request_id"] = rid
+    return Response(body, status_code=status, headers=headers)
 
 
 def _domain_error(_: Request[Any, Any, Any], exc: errors.ForecastError) -> Response[Any]:

@@ -33,6 +33,10 @@ from service.api.errors import PROBLEM_JSON
 PROBLEM: Final = "Problem"
 V2_ERROR: Final = "V2Error"
 _METHODS: Final = ("get", "put", "post", "delete", "patch", "head", "options")
+_REQUEST_ID: Final = Schema(
+    type=OpenAPIType.STRING,
+    description="The request's id, as in its X-Request-ID response header and its log lines.",
+)
 
 
 def _problem_schema() -> Schema:
@@ -50,6 +54,7 @@ def _problem_schema() -> Schema:
             "limit": Schema(
                 type=OpenAPIType.INTEGER, description="The limit reached (code stream-limit)."
             ),
+            "request_id": _REQUEST_ID,
         },
         description="An error (RFC 9457 problem details).",
     )
@@ -59,7 +64,7 @@ def _v2_error_schema() -> Schema:
     return Schema(
         type=OpenAPIType.OBJECT,
         required=["error"],
-        properties={"error": Schema(type=OpenAPIType.STRING)},
+        properties={"error": Schema(type=OpenAPIType.STRING), "request_id": _REQUEST_ID},
         description="An error of the KServe v2 protocol.",
     )
 

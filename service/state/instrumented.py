@@ -1,4 +1,5 @@
-"""A store wrapper that times every call and counts failures, leaving the backend untouched."""
+"""A store wrapper that times every call, counts failures and traces it (when tracing is on),
+leaving the backend untouched."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import time
 from collections.abc import Awaitable, Sequence
 from typing import TypeVar
 
+from service import tracing
 from service.errors import StoreUnavailable
 from service.metrics import Metrics
 from service.state.base import StateStore
@@ -24,7 +26,8 @@ class InstrumentedStore:
     async def _timed(self, op: str, call: Awaitable[T]) -> T:
         start = time.perf_counter()
         try:
-            return await call
+            with tracing.span(f"store {op}", {"store.operation": op}, client=True):
+                return await call
         except StoreUnavailable:
             self._errors.labels(op).inc()
             raise

@@ -27,7 +27,6 @@ import redis
 from service.runtime import load_runtime
 from service.state.record import StreamRecord, stream_key
 from tests.support.compose import NGINX_SITE, baked_model, redis_args, replica_env
-from tests.support.debian import ensure_tool
 from tests.support.nginx import NginxBalancer
 from tests.support.redis_server import RedisServer, redis_available
 from tests.support.service_process import ServiceProcess
@@ -39,14 +38,6 @@ LENGTH = 48
 START = 1_800_000_000.0
 #: How long a client keeps retrying one request through restarts before the test fails.
 RETRY_DEADLINE_SECONDS = 60.0
-
-
-@pytest.fixture(scope="module")
-def nginx_binary() -> str:
-    binary, reason = ensure_tool("nginx", "nginx-light")
-    if binary is None:
-        pytest.skip(reason)
-    return binary
 
 
 def series(stream: int) -> list[dict[str, float]]:

@@ -11,9 +11,9 @@ one a running service exports.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from tests.support.dashboard import (
 )
 from tests.support.debian import ensure_tool
 from tests.support.service_process import ROOT, ServiceProcess
+from tests.support.settings_env import settings_from
 
 COMPOSE = ROOT / "docker-compose.yml"
 COMPOSE_GPU = ROOT / "docker-compose.gpu.yml"
@@ -216,13 +217,7 @@ def test_every_forecast_variable_is_a_real_setting(monkeypatch: pytest.MonkeyPat
         unknown = sorted(set(map(str.upper, ours)) - fields)
         assert not unknown, f"{where} sets variables the service does not read: {unknown}"
         # The values must parse too: start-up would refuse them otherwise.
-        with monkeypatch.context() as patch:
-            for key in list(os.environ):
-                if key.upper().startswith("FORECAST_"):
-                    patch.delenv(key)
-            for key, value in ours.items():
-                patch.setenv(key, value)
-            Settings()
+        settings_from(ours, monkeypatch)
         seen += len(ours)
     assert seen >= 10
 
@@ -391,3 +386,24 @@ def test_dashboard_queries_only_metrics_the_service_exports(tmp_path: Path) -> N
     assert not unknown, f"the dashboard queries metrics the service does not export: {unknown}"
     panel_ids = [p["id"] for p in dashboard["panels"]]
     assert len(panel_ids) == len(set(panel_ids)), "panel ids must be unique"
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_the_image_takes_the_packages_extras(dockerfile: Path) -> None:
+    """``--build-arg EXTRAS=otel`` installs ``.[otel]``; no EXTRAS installs plain ``.``."""
+    text = dockerfile.read_text(encoding="utf-8")
+    assert re.search(r"^ARG EXTRAS=$", text, re.MULTILINE)
+    (target,) = re.findall(r'pip install ("\.\$\{EXTRAS[^"]*")', text)
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert "otel" in extras
+    for value, expected in [("", "."), ("otel", ".[otel]")]:
+        shown = subprocess.run(
+            ["sh", "-c", f"printf %s {target}"],
+            env={"EXTRAS": value},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert shown == expected

@@ -18,7 +18,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.debian import ensure_tool
 from tests.support.nginx import NginxBalancer, render_site
 from tests.support.service_process import ROOT
 
@@ -93,14 +92,6 @@ class Upstream:
         while data := await reader.read(1024):
             writer.write(data[::-1])
             await writer.drain()
-
-
-@pytest.fixture
-def nginx_binary() -> str:
-    binary, reason = ensure_tool("nginx", "nginx-light")
-    if binary is None:
-        pytest.skip(reason)
-    return binary
 
 
 @pytest.fixture

@@ -22,11 +22,13 @@ from tests.support.redis_server import free_port
 _UPSTREAM_BLOCK = re.compile(r"(upstream\s+\S+\s*\{)(?P<body>[^}]*)(\})")
 _SERVER_LINE = re.compile(r"^(?P<indent>[ \t]*)server\s+\S+(?P<params>[^;]*);", re.MULTILINE)
 _LISTEN_LINE = re.compile(r"^(?P<indent>[ \t]*)listen\s+[^;]+;", re.MULTILINE)
+_ACCESS_LOG_PATH = re.compile(r"^(?P<head>[ \t]*access_log\s+)(?P<path>[^\s;]+)", re.MULTILINE)
 
 
-def render_site(text: str, upstreams: list[str], port: int) -> str:
+def render_site(text: str, upstreams: list[str], port: int, access_log: Path | None = None) -> str:
     """The site config with its one upstream server line repeated per address in ``upstreams``
-    (keeping that line's parameters) and its one ``listen`` on ``127.0.0.1:port``.
+    (keeping that line's parameters), its one ``listen`` on ``127.0.0.1:port`` and, with
+    ``access_log``, every access log written to that file (in the format the site names).
 
     Anything else in the file is kept byte for byte; a file the template does not fit (no or
     several upstream blocks, server or listen lines) is an error, not a silent mismatch.
@@ -50,11 +52,14 @@ def render_site(text: str, upstreams: list[str], port: int) -> str:
     if len(listens) != 1:
         raise ValueError(f"expected one listen line, found {len(listens)}")
     listen = listens[0]
-    return (
+    text = (
         text[: listen.start()]
         + f"{listen['indent']}listen 127.0.0.1:{port};"
         + text[listen.end() :]
     )
+    if access_log is not None:
+        text = _ACCESS_LOG_PATH.sub(lambda m: f"{m['head']}{access_log}", text)
+    return text
 
 
 def _main_config(directory: Path) -> str:
@@ -103,6 +108,15 @@ class NginxBalancer(ServerProcess):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def access_log_path(self) -> Path:
+        return self.directory / "access.log"
+
+    def access_log(self) -> str:
+        """What nginx wrote to its access log so far (the site's format)."""
+        path = self.access_log_path
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def error_log(self) -> str:
         """What nginx logged (errors and notices), for a failing test's message."""
         path = self.directory / "stderr.log"
@@ -111,7 +125,9 @@ class NginxBalancer(ServerProcess):
     def _launch(self) -> subprocess.Popen[bytes]:
         (self.directory / "temp").mkdir(exist_ok=True)
         (self.directory / "site.conf").write_text(
-            render_site(self.site_config.read_text(), self.upstreams, self.port)
+            render_site(
+                self.site_config.read_text(), self.upstreams, self.port, self.access_log_path
+            )
         )
         config = self.directory / "nginx.conf"
         config.write_text(_main_config(self.directory))

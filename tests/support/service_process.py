@@ -17,12 +17,23 @@ ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_SECONDS = 60.0
 
 
+#: How the service is started unless a test says otherwise.
+PYTHON_M_SERVICE = (sys.executable, "-m", "service")
+
+
 class ServiceProcess:
-    """``python -m service`` with ``FORECAST_*`` settings; waits for ``/health/ready``."""
+    """``python -m service`` (or ``command``) with ``FORECAST_*`` settings; waits for
+    ``/health/ready``."""
 
     def __init__(
-        self, env: dict[str, str] | None = None, *, port: int | None = None, log: Path | None = None
+        self,
+        env: dict[str, str] | None = None,
+        *,
+        port: int | None = None,
+        log: Path | None = None,
+        command: tuple[str, ...] = PYTHON_M_SERVICE,
     ) -> None:
+        self.command = command
         self.port = port if port is not None else free_port()
         self.env = {**(env or {})}
         self.log = log
@@ -46,7 +57,7 @@ class ServiceProcess:
         if self.log is not None:
             self._log_file = out = self.log.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "service"], cwd=ROOT, env=env, stdout=out, stderr=out
+            list(self.command), cwd=ROOT, env=env, stdout=out, stderr=out
         )
         try:
             wait_until_ready(

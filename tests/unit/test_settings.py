@@ -41,6 +41,8 @@ def test_environment_is_read_with_prefix(monkeypatch: pytest.MonkeyPatch) -> Non
         ("FORECAST_STORE_URL", "postgres://x"),
         ("FORECAST_STREAM_TTL_SECONDS", "0"),
         ("FORECAST_LOG_LEVEL", "loud"),
+        ("FORECAST_LOG_FORMAT", "xml"),
+        ("FORECAST_OTEL_ENDPOINT", "collector:4318"),
     ],
 )
 def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
