@@ -20,12 +20,12 @@ from litestar.testing import AsyncTestClient
 
 pytest.importorskip("torch")
 
-from models.__main__ import main  # noqa: E402
-from models.gate import EXIT_REFUSED  # noqa: E402
-from service.app import create_app  # noqa: E402
-from service.manifest import Manifest  # noqa: E402
-from service.settings import Settings  # noqa: E402
-from tests.support.stream_parity import check_stream_parity  # noqa: E402
+from models.__main__ import main
+from models.gate import EXIT_REFUSED
+from service.app import create_app
+from service.manifest import Manifest
+from service.settings import Settings
+from tests.support.stream_parity import check_stream_parity
 
 pytestmark = pytest.mark.train
 
@@ -63,9 +63,7 @@ def smooth_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def repository(
-    smooth_csv: Path, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, str, str]:
+def repository(smooth_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
     """Train the network (refused, then allowed) and fit ets, once for the module."""
     repo = tmp_path_factory.mktemp("repo")
     args = ["train", str(smooth_csv), "--season", "24", "--repository", str(repo)]
