@@ -11,6 +11,8 @@ graph is checked here with batches and lengths different from the export example
    contract's tolerance, for B > 1 (the service's own ``step_parity_error``);
 3. the written directory loads with the service's own loader (``load_runtime``).
 
+A network that reads calendar features gets the contract's optional ``time`` input (float64
+epoch seconds [B, T], dynamic on both axes like ``x``), and every check feeds it real times.
 Any failure removes what was written and raises :class:`ExportRefused`.
 """
 
@@ -25,25 +27,32 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 import torch
 
 from models.networks import Forecaster, RecurrentForecaster
+from models.ship import (
+    CALIBRATION,
+    ExportRefused,
+    check_step_parity,
+    contract_session,
+    next_version,
+    provenance,
+    write_version,
+)
 from models.train import Checkpoint
-from service.contract import PARITY_TOLERANCE, check_signature, relative_error, step_parity_error
-from service.errors import ModelRefused
+from service.contract import relative_error
 from service.manifest import (
     INPUT_STATE,
+    INPUT_TIME,
     INPUT_X,
-    MANIFEST_FILE,
     ONNX_FILE,
     OUTPUT_FORECAST,
     OUTPUT_STATE,
     Manifest,
     Training,
-    file_sha256,
 )
-from service.runtime import load_runtime
+
+__all__ = ["ExportRefused", "export_checkpoint", "export_model", "next_version", "onnx_bytes"]
 
 #: Largest relative difference (``service.contract.relative_error``) allowed between
 #: onnxruntime and torch on the same inputs.
@@ -58,10 +67,9 @@ CHECK_SHAPES = ((3, 7), (1, 1), (5, 2))
 PARITY_SHAPE = (3, 9)
 
 FloatArray = npt.NDArray[np.float32]
-
-
-class ExportRefused(RuntimeError):
-    """The exported graph does not behave like the network: nothing is shipped."""
+TimeArray = npt.NDArray[np.float64]
+#: A time in 2026, where the checks' random series start (plus up to ten years).
+_CHECK_EPOCH = 1.77e9
 
 
 def onnx_bytes(model: Forecaster, *, opset: int = OPSET) -> bytes:
@@ -70,61 +78,66 @@ def onnx_bytes(model: Forecaster, *, opset: int = OPSET) -> bytes:
     batch, steps = EXAMPLE_SHAPE
     x = torch.zeros(batch, steps, model.n_features)
     state = model.initial_state().unsqueeze(0).repeat(batch, 1)
+    args: tuple[torch.Tensor, ...] = (x, state)
+    names = [INPUT_X, INPUT_STATE]
+    dynamic: dict[str, dict[int, str]] = {
+        INPUT_X: {0: "batch", 1: "time"},
+        INPUT_STATE: {0: "batch"},
+        OUTPUT_FORECAST: {0: "batch"},
+        OUTPUT_STATE: {0: "batch"},
+    }
+    if model.takes_time:
+        args += (_CHECK_EPOCH + 60.0 * torch.arange(steps, dtype=torch.float64).repeat(batch, 1),)
+        names.append(INPUT_TIME)
+        dynamic[INPUT_TIME] = {0: "batch", 1: "time"}
     with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
         # The TorchScript exporter is deprecated but is the one that emits native RNN nodes.
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model,
-            (x, state),
+            args,
             str(Path(scratch) / ONNX_FILE),
             dynamo=False,
             opset_version=opset,
-            input_names=[INPUT_X, INPUT_STATE],
+            input_names=names,
             output_names=[OUTPUT_FORECAST, OUTPUT_STATE],
-            dynamic_axes={
-                INPUT_X: {0: "batch", 1: "time"},
-                INPUT_STATE: {0: "batch"},
-                OUTPUT_FORECAST: {0: "batch"},
-                OUTPUT_STATE: {0: "batch"},
-            },
+            dynamic_axes=dynamic,
             do_constant_folding=True,
         )
         return (Path(scratch) / ONNX_FILE).read_bytes()
 
 
 def random_inputs(
-    model: Forecaster, batch: int, steps: int, rng: np.random.Generator
-) -> tuple[FloatArray, FloatArray]:
-    """Plausible random inputs: observations around the training distribution, any state.
+    model: Forecaster, batch: int, steps: int, rng: np.random.Generator, frequency: float
+) -> tuple[FloatArray, FloatArray, TimeArray]:
+    """Plausible random inputs: observations around the training distribution, any state,
+    and the observations' times (``frequency`` apart from a random start).
 
     Observations are drawn in normalised units and mapped back to raw units, so a check on a
-    network whose data lie near 30 000 does not feed it values near 0. Recurrent states are
-    drawn in (-1, 1) (h's range), and the last observation they may end with like ``x``; the
-    mlp's state is a window of such observations.
+    network whose data lie near 30 000 does not feed it values near 0. The state is what a
+    stream would hold after a random history of such observations (its reference, its last
+    observation, the mlp's window), with the recurrent part drawn in (-1, 1), h's range.
     """
     mean = model.mean.detach().numpy().astype(np.float64)
     std = model.std.detach().numpy().astype(np.float64)
     x = mean + std * rng.standard_normal((batch, steps, model.n_features))
+    history = mean + std * rng.standard_normal((batch, max(model.context, 1), model.n_features))
+    state = model.state_from_history(torch.from_numpy(history).float()).numpy().copy()
     if isinstance(model, RecurrentForecaster):
-        recurrent = rng.uniform(-0.9, 0.9, (batch, model.state_size - model.n_features))
-        if model.differences:  # the row ends with the last raw observation
-            last = mean + std * rng.standard_normal((batch, model.n_features))
-            state = np.concatenate([recurrent, last], axis=1)
-        else:
-            state = rng.uniform(-0.9, 0.9, (batch, model.state_size))
-    else:
-        window = mean + std * rng.standard_normal(
-            (batch, model.state_size // model.n_features, model.n_features)
-        )
-        state = window.reshape(batch, -1)
-    return x.astype(np.float32), state.astype(np.float32)
+        width = model.layers * model.hidden * (2 if model.kind == "lstm" else 1)
+        state[:, :width] = rng.uniform(-0.9, 0.9, (batch, width))
+    start = _CHECK_EPOCH + rng.uniform(0, 3.2e8, size=(batch, 1))
+    times = start + frequency * np.arange(steps)
+    return x.astype(np.float32), state.astype(np.float32), times
 
 
 def _torch_run(
-    model: Forecaster, x: FloatArray, state: FloatArray
+    model: Forecaster, x: FloatArray, state: FloatArray, time: TimeArray
 ) -> tuple[FloatArray, FloatArray]:
     with torch.no_grad():
-        forecast, state_out = model(torch.from_numpy(x), torch.from_numpy(state))
+        forecast, state_out = model(
+            torch.from_numpy(x), torch.from_numpy(state), torch.from_numpy(time)
+        )
     return forecast.numpy(), state_out.numpy()
 
 
@@ -134,25 +147,14 @@ def check_graph(model: Forecaster, graph: bytes, manifest: Manifest, *, seed: in
     Raises:
         ExportRefused: saying which check failed and by how much.
     """
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(graph, sess_options=options, providers=["CPUExecutionProvider"])
-    try:
-        check_signature(session.get_inputs(), session.get_outputs(), manifest)
-    except ModelRefused as exc:
-        raise ExportRefused(f"exported graph breaks the contract's signature: {exc}") from exc
-
-    def run(x: FloatArray, state: FloatArray) -> tuple[FloatArray, FloatArray]:
-        forecast, state_out = session.run(
-            [OUTPUT_FORECAST, OUTPUT_STATE], {INPUT_X: x, INPUT_STATE: state}
-        )
-        return forecast, state_out
+    run = contract_session(graph, manifest)
 
     rng = np.random.default_rng(seed)
+    frequency = manifest.frequency
     for batch, steps in CHECK_SHAPES:
-        x, state = random_inputs(model, batch, steps, rng)
-        want_forecast, want_state = _torch_run(model, x, state)
-        got_forecast, got_state = run(x, state)
+        x, state, time = random_inputs(model, batch, steps, rng, frequency)
+        want_forecast, want_state = _torch_run(model, x, state, time)
+        got_forecast, got_state = run(x, state, time)
         if got_forecast.shape != want_forecast.shape or got_state.shape != want_state.shape:
             raise ExportRefused(
                 f"onnxruntime returns forecast {list(got_forecast.shape)} / state_out "
@@ -168,13 +170,7 @@ def check_graph(model: Forecaster, graph: bytes, manifest: Manifest, *, seed: in
                 f"T={steps}; allowed {ORT_TOLERANCE:g}"
             )
     batch, steps = PARITY_SHAPE
-    x, state = random_inputs(model, batch, steps, rng)
-    parity = step_parity_error(run, x, state)
-    if not parity <= PARITY_TOLERANCE:
-        raise ExportRefused(
-            f"step-by-step inference with carried state differs from the whole-sequence call "
-            f"by {parity:.3g} (relative) at B={batch}, T={steps}; allowed {PARITY_TOLERANCE:g}"
-        )
+    check_step_parity(run, *random_inputs(model, batch, steps, rng, frequency))
 
 
 def export_model(
@@ -215,6 +211,7 @@ def export_model(
         quantiles=model.quantiles,
         state_size=model.state_size,
         initial_state=initial_state,
+        time_input=model.takes_time,
         sha256=hashlib.sha256(graph).hexdigest(),
         opset=opset,
         description=description,
@@ -223,27 +220,8 @@ def export_model(
         **(extra or {}),
     )
     check_graph(model, graph, manifest)
-    directory.mkdir(parents=True, exist_ok=True)
-    onnx_path = directory / ONNX_FILE
-    onnx_path.write_bytes(graph)
-    if file_sha256(onnx_path) != manifest.sha256:
-        raise ExportRefused(f"{onnx_path} changed while it was written")
-    manifest.write(directory)
-    try:
-        load_runtime(directory, providers="cpu").close()
-    except ModelRefused as exc:
-        onnx_path.unlink(missing_ok=True)
-        (directory / MANIFEST_FILE).unlink(missing_ok=True)
-        raise ExportRefused(f"the service refuses the exported model: {exc}") from exc
+    write_version(directory, graph, manifest)
     return manifest
-
-
-def next_version(model_directory: Path) -> int:
-    """One above the highest integer version directory (1 for a new model)."""
-    if not model_directory.is_dir():
-        return 1
-    versions = [int(p.name) for p in model_directory.iterdir() if p.is_dir() and p.name.isdigit()]
-    return max(versions, default=0) + 1
 
 
 def export_checkpoint(
@@ -253,8 +231,13 @@ def export_checkpoint(
     name: str,
     version: int | None = None,
     description: str = "",
+    quality_gate: dict[str, Any] | None = None,
 ) -> tuple[Path, Manifest]:
-    """Export a trained network as ``<repository>/<name>/<version>`` with full provenance."""
+    """Export a trained network as ``<repository>/<name>/<version>`` with full provenance.
+
+    ``quality_gate`` is the gate's record (:meth:`models.gate.Verdict.record`), kept in the
+    manifest's training record.
+    """
     version = version or next_version(repository / name)
     meta = checkpoint.series
     config = checkpoint.config
@@ -264,12 +247,10 @@ def export_checkpoint(
         epochs=checkpoint.epochs_run,
         seed=config.seed,
         best_epoch=checkpoint.best_epoch,
-        season=int(meta["season"]),
+        **provenance(meta, quality_gate),
         hyper_parameters=config.hyper_parameters(),
-        origins="every test-split origin whose H targets lie in the test split",
-        baselines="naive, seasonal_naive, ets (damped additive Holt-Winters fitted on train); "
-        "baseline quantiles from validation errors per step",
-        mase_scale="in-sample one-step seasonal naive MAE on the training split",
+        architecture=checkpoint.model.hyper_parameters(),
+        calibration=CALIBRATION,
     )
     directory = repository / name / str(version)
     manifest = export_model(

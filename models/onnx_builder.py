@@ -272,13 +272,18 @@ def _graph(
         ],
         initializer=initializers.tensors,
     )
+    return finish_model(graph, opset, "stateful-forecast.onnx_builder")
+
+
+def finish_model(graph: onnx.GraphProto, opset: int, producer: str) -> onnx.ModelProto:
+    """A model of ``graph`` at ``opset``, with the lowest IR version that opset allows
+    (onnx's default can be newer than onnxruntime reads)."""
     opsets = [helper.make_opsetid("", opset)]
-    # Pin the lowest IR version for the opset: onnx's default can be newer than onnxruntime reads.
     return helper.make_model(
         graph,
         opset_imports=opsets,
         ir_version=helper.find_min_ir_version_for(opsets),
-        producer_name="stateful-forecast.onnx_builder",
+        producer_name=producer,
     )
 
 

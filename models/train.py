@@ -1,9 +1,17 @@
 """Training: the same loop, budget and split for every kind, deterministic given the seed.
 
-Recurrent nets are trained on random chronological sub-sequences of the training split, each
-started from the fresh-stream state (as the service starts a stream), with the loss on every
-step after a burn-in. Validation and test run the network the way the service does: one
-stream over the whole series from the fresh state, forecasting after every observation.
+Networks are trained on random chronological sub-sequences of the training split. Each starts
+from the state a stream would have after the readings before it, except for the recurrent
+h (and c), which start fresh as a stream's do and warm up during a burn-in: so the seasonal
+reference carries the longest season (a week of half-hourly readings) into every
+sub-sequence without the sub-sequence having to span it. The loss is the pinball loss on every
+step after the burn-in. Validation and test run the network the way the service does: one
+stream over the whole series from the fresh state, forecasting after every observation, given
+the readings' timestamps.
+
+After the best epoch is restored, the quantiles are calibrated on the validation split
+(:mod:`models.calibrate`) inside the network, and the test split is scored next to every
+baseline of :mod:`models.baselines`.
 """
 
 from __future__ import annotations
@@ -20,9 +28,11 @@ import numpy.typing as npt
 import torch
 from tqdm import tqdm
 
+from models.baselines import Baseline, fit_baselines
+from models.calibrate import conformal_offsets
 from models.data import Series, Split, chronological_split
-from models.evaluate import baseline_forecasts, origins, scores, seasonal_scale, targets
-from models.networks import Forecaster, Kind, build
+from models.evaluate import mae, origins, scores, seasonal_scale, targets
+from models.networks import Forecaster, Kind, build, calendar_periods
 
 Array = npt.NDArray[np.float64]
 
@@ -36,6 +46,11 @@ class TrainConfig:
     layers: int = 1
     window: int = 48
     differences: bool = True
+    #: Seasonal reference in steps: None for the series' longest season (when at least H),
+    #: 0 for none (forecast the change from the last observation).
+    reference: int | None = None
+    #: Read calendar features from the readings' timestamps (the periods the data can show).
+    calendar: bool = True
     horizon: int = 24
     quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
     epochs: int = 30
@@ -63,6 +78,9 @@ class TrainConfig:
             kept["quantiles"] = tuple(float(q) for q in kept["quantiles"])
         return cls(**kept)
 
+    def split(self, n: int) -> Split:
+        return chronological_split(n, val=self.val_fraction, test=self.test_fraction)
+
 
 @dataclass
 class TrainResult:
@@ -75,11 +93,16 @@ class TrainResult:
     epochs_run: int
     best_epoch: int
     history: list[tuple[float, float]]  # (train loss, validation loss) per epoch
+    #: Test metrics per method: "model" and every baseline (see models.baselines).
     accuracy: dict[str, dict[str, float]]
     #: Test-origin quantile forecasts [O, H, Q] per method ("model" and the baselines).
     forecasts: dict[str, Array] = field(repr=False)
     test_origins: npt.NDArray[np.int64] = field(repr=False)
     actual: Array = field(repr=False)
+
+    @property
+    def quantiles(self) -> tuple[float, ...]:
+        return self.config.quantiles
 
 
 def seed_everything(seed: int) -> None:
@@ -95,79 +118,112 @@ def _pinball_loss(
     return torch.maximum(quantiles * diff, (quantiles - 1.0) * diff).mean()
 
 
-def _stream_forecasts(model: Forecaster, values: Array) -> Array:
+def stream_forecasts(model: Forecaster, values: Array, times: Array) -> Array:
     """Forecasts after every observation [N, H, Q], one stream from the fresh state."""
     model.eval()
     with torch.no_grad():
         x = torch.tensor(values, dtype=torch.float32).unsqueeze(0)
+        time = torch.tensor(times, dtype=torch.float64).unsqueeze(0)
         state = model.initial_state().unsqueeze(0)
-        out = model.forward_all(x, state)[0]
+        out = model.forward_all(x, state, time)[0]
     return out.double().numpy()
 
 
 def _sub_sequences(
-    n_train: int, seq_len: int, horizon: int, samples: int, rng: np.random.Generator
+    first: int, n_train: int, seq_len: int, horizon: int, samples: int, rng: np.random.Generator
 ) -> npt.NDArray[np.int64]:
     """Random start indices of an epoch's training sub-sequences (uniform, with replacement)."""
     last = n_train - seq_len - horizon
-    return rng.integers(0, last + 1, size=samples, dtype=np.int64)
+    return rng.integers(first, last + 1, size=samples, dtype=np.int64)
+
+
+def resolve_reference(config: TrainConfig, series: Series) -> int:
+    """The seasonal reference in steps the config asks for on this series (0 for none)."""
+    if config.reference is not None:
+        return config.reference
+    longest = max(series.seasons, default=0)
+    return longest if longest >= config.horizon else 0
+
+
+def build_network(config: TrainConfig, series: Series, split: Split) -> Forecaster:
+    """An untrained network for the series, normalised by its training split."""
+    train_values = series.values[: split.train_end]
+    mean = train_values.mean(axis=0)
+    std = np.maximum(train_values.std(axis=0), 1e-6 * np.maximum(1.0, np.abs(mean)))
+    diff_std = np.maximum(np.diff(train_values, axis=0).std(axis=0), 1e-6 * std)
+    reference = resolve_reference(config, series)
+    reference_std = None
+    if reference:
+        y = series.y[: split.train_end]
+        if len(y) <= reference + config.horizon:
+            raise ValueError(f"the training split is too short for a reference of {reference}")
+        reference_std = max(float(np.std(y[reference:] - y[:-reference])), 1e-6 * float(std[0]))
+    span = float(series.times[split.train_end - 1] - series.times[0])
+    calendar = calendar_periods(series.frequency, span) if config.calendar else ()
+    return build(
+        config.kind,
+        n_features=series.values.shape[1],
+        target_index=series.target_index,
+        horizon=config.horizon,
+        quantiles=config.quantiles,
+        hidden=config.hidden,
+        layers=config.layers,
+        window=max(config.window, reference) if config.kind == "mlp" else config.window,
+        differences=config.differences,
+        mean=mean.tolist(),
+        std=std.tolist(),
+        diff_std=diff_std.tolist(),
+        reference=reference,
+        reference_std=reference_std,
+        calendar=calendar,
+    )
 
 
 def train(
-    series: Series, config: TrainConfig, *, progress: bool = True, split: Split | None = None
+    series: Series,
+    config: TrainConfig,
+    *,
+    progress: bool = True,
+    split: Split | None = None,
+    baselines: dict[str, Baseline] | None = None,
 ) -> TrainResult:
-    """Train one network on the series' training split, stop early on validation, evaluate.
+    """Train one network on the series' training split, stop early on validation, calibrate
+    on validation, evaluate on test next to the baselines.
 
     Args:
         series: The data.
         config: Network and training settings.
         progress: Show a progress bar (tqdm) over epochs.
         split: Chronological split (from the config's fractions when omitted).
+        baselines: The baselines of this series, split, horizon and quantiles, when the caller
+            has them already (fitted here otherwise).
     """
     seed_everything(config.seed)
     rng = np.random.default_rng(config.seed)
-    split = split or chronological_split(
-        len(series), val=config.val_fraction, test=config.test_fraction
-    )
+    split = split or config.split(len(series))
     h = config.horizon
-    train_values = series.values[: split.train_end]
-    seq_len = min(config.seq_len, split.train_end - h - 1)
-    burn_in = min(config.burn_in, seq_len // 2)
-    if config.kind == "mlp":
-        burn_in = min(max(burn_in, config.window - 1), seq_len - 1)
+    model = build_network(config, series, split)
+    context = model.context
+    seq_len = min(config.seq_len, split.train_end - context - h - 1)
+    burn_in = 0 if config.kind == "mlp" else min(config.burn_in, seq_len // 2)
     if seq_len - burn_in < 1:
-        raise ValueError("training split is too short for this horizon")
+        raise ValueError("training split is too short for this horizon and reference")
 
-    mean = train_values.mean(axis=0)
-    std = np.maximum(train_values.std(axis=0), 1e-6 * np.maximum(1.0, np.abs(mean)))
-    diff_std = np.maximum(np.diff(train_values, axis=0).std(axis=0), 1e-6 * std)
-    model = build(
-        config.kind,
-        n_features=series.values.shape[1],
-        target_index=series.target_index,
-        horizon=h,
-        quantiles=config.quantiles,
-        hidden=config.hidden,
-        layers=config.layers,
-        window=config.window,
-        differences=config.differences,
-        mean=mean.tolist(),
-        std=std.tolist(),
-        diff_std=diff_std.tolist(),
-    )
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     quantiles = torch.tensor(config.quantiles, dtype=torch.float32)
-    t_index = series.target_index
-    target_std = float(std[t_index])
+    target_std = float(model.std[series.target_index])
 
-    x_all = torch.tensor(train_values, dtype=torch.float32)
+    x_all = torch.tensor(series.values[: split.train_end], dtype=torch.float32)
+    t_all = torch.tensor(series.times[: split.train_end], dtype=torch.float64)
     y_all = torch.tensor(series.y[: split.train_end], dtype=torch.float32)
     step_ahead = torch.arange(1, h + 1)
     positions = torch.arange(seq_len)
+    before = torch.arange(-context, 0)
 
     val_at = origins(split.train_end, split.val_end, h)
     val_actual = targets(series.y, val_at, h)
     val_values = series.values[: split.val_end]
+    val_times = series.times[: split.val_end]
 
     best_loss = math.inf
     best_state = copy.deepcopy(model.state_dict())
@@ -179,23 +235,25 @@ def train(
         epochs_run = epoch
         model.train()
         starts = torch.as_tensor(
-            _sub_sequences(split.train_end, seq_len, h, config.samples_per_epoch, rng)
+            _sub_sequences(context, split.train_end, seq_len, h, config.samples_per_epoch, rng)
         )
         losses: list[float] = []
         for first in range(0, len(starts), config.batch_size):
             batch = starts[first : first + config.batch_size]
             idx = batch[:, None] + positions[None, :]  # [B, L]
-            x = x_all[idx]
+            if context:
+                state = model.state_from_history(x_all[batch[:, None] + before[None, :]])
+            else:
+                state = model.initial_state().expand(len(batch), -1)
             y = y_all[idx[:, burn_in:, None] + step_ahead[None, None, :]]  # [B, L - burn, H]
-            state = model.initial_state().expand(len(batch), -1)
-            pred = model.forward_all(x, state)[:, burn_in:]
+            pred = model.forward_all(x_all[idx], state, t_all[idx])[:, burn_in:]
             loss = _pinball_loss(pred / target_std, y / target_std, quantiles)
             optimiser.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimiser.step()
             losses.append(float(loss.detach()))
-        stream = _stream_forecasts(model, val_values)[val_at]
+        stream = stream_forecasts(model, val_values, val_times)[val_at]
         val_loss = _normalised_pinball(stream, val_actual, config.quantiles, target_std)
         train_loss = float(np.mean(losses))
         history.append((train_loss, val_loss))
@@ -211,12 +269,27 @@ def train(
 
     test_at = origins(split.val_end, split.n, h)
     actual = targets(series.y, test_at, h)
-    forecasts = {"model": _stream_forecasts(model, series.values)[test_at]}
-    forecasts.update(baseline_forecasts(series.y, split, h, series.season, config.quantiles))
+    raw = stream_forecasts(model, series.values, series.times)
+    offsets = conformal_offsets(raw[val_at], val_actual, config.quantiles)
+    model.calibration.copy_(torch.as_tensor(offsets, dtype=torch.float32))
+    calibrated = stream_forecasts(model, series.values, series.times)[test_at]
     scale = seasonal_scale(series.y[: split.train_end], series.season)
+    baselines = baselines or fit_baselines(series, split, h, config.quantiles)
+    forecasts = {"model": calibrated} | {n: b.forecasts for n, b in baselines.items()}
+    median = config.quantiles.index(0.5)
     accuracy = {
-        method: scores(values, actual, config.quantiles, scale)
-        for method, values in forecasts.items()
+        "model": scores(
+            calibrated,
+            actual,
+            config.quantiles,
+            scale,
+            uncalibrated=raw[test_at],
+            validation_mae=mae(raw[val_at][..., median], val_actual),
+        )
+    }
+    accuracy |= {
+        n: scores(b.forecasts, actual, config.quantiles, scale, validation_mae=b.validation_mae)
+        for n, b in baselines.items()
     }
     return TrainResult(
         model=model,
@@ -249,6 +322,7 @@ def save_checkpoint(checkpoint: Checkpoint, path: Path) -> None:
     torch.save(
         {
             "config": checkpoint.config.hyper_parameters(),
+            "architecture": checkpoint.model.hyper_parameters(),
             "state_dict": checkpoint.model.state_dict(),
             "series": checkpoint.series,
             "split": [checkpoint.split.train_end, checkpoint.split.val_end, checkpoint.split.n],
@@ -278,19 +352,16 @@ def load_checkpoint(path: Path) -> Checkpoint:
     config = TrainConfig.from_dict(raw["config"])
     meta = raw["series"]
     features = list(meta["features"])
-    state = raw["state_dict"]
+    architecture = dict(raw["architecture"])
     model = build(
-        config.kind,
+        architecture.pop("kind"),
         n_features=len(features),
         target_index=features.index(meta["target"]),
         horizon=config.horizon,
         quantiles=config.quantiles,
-        hidden=config.hidden,
-        layers=config.layers,
-        window=config.window,
-        differences=config.differences,
+        **architecture,
     )
-    model.load_state_dict(state)
+    model.load_state_dict(raw["state_dict"])
     model.eval()
     train_end, val_end, n = raw["split"]
     return Checkpoint(
@@ -306,18 +377,10 @@ def load_checkpoint(path: Path) -> Checkpoint:
 
 def checkpoint_of(result: TrainResult) -> Checkpoint:
     """The exportable part of a training result (what a checkpoint file holds)."""
-    series = result.series
     return Checkpoint(
         model=result.model,
         config=result.config,
-        series={
-            "name": series.name,
-            "features": series.features,
-            "target": series.target,
-            "frequency": series.frequency,
-            "season": series.season,
-            "source": series.source,
-        },
+        series=result.series.describe(),
         split=result.split,
         epochs_run=result.epochs_run,
         best_epoch=result.best_epoch,

@@ -3,7 +3,8 @@
 Nothing here re-implements the contract: loading goes through ``service.runtime.load_runtime``
 (manifest, sha256, signature, trial run) and parity through ``service.contract``. What this
 adds is what a loader cannot know from one call: the step-parity invariant on several batch
-sizes and lengths, and that the directory's name and version match its manifest.
+sizes and lengths, that the directory's name and version match its manifest, and a warning
+when the manifest's own accuracy says the model loses to a baseline (:mod:`models.gate`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from models.gate import judge
 from service.contract import PARITY_TOLERANCE, step_parity_error
 from service.errors import ModelRefused
-from service.manifest import MANIFEST_FILE
+from service.manifest import MANIFEST_FILE, Manifest
 from service.runtime import load_runtime
 
 #: (batch, time) pairs of the parity check: B > 1, and B = 1 for completeness.
@@ -29,6 +31,30 @@ class Verdict:
     directory: Path
     ok: bool
     detail: str
+    #: Something a user should know although the model is servable (it loses to a baseline).
+    warning: str | None = None
+
+
+def accuracy_warning(manifest: Manifest) -> str | None:
+    """A warning when the manifest's test accuracy says a baseline beats the model."""
+    if not manifest.accuracy or "model" not in manifest.accuracy or len(manifest.accuracy) < 2:
+        return None
+    try:
+        verdict = judge(manifest.accuracy)
+    except (KeyError, ValueError):
+        return None
+    if verdict.passed:
+        return None
+    beaten = ", ".join(f"{name} {mase:.4g}" for name, mase in verdict.beaten_by.items())
+    gate = (manifest.training.model_extra or {}).get("quality_gate") if manifest.training else None
+    shipped = ""
+    if isinstance(gate, dict) and gate.get("allow_worse"):
+        why = gate.get("reason")
+        shipped = f" (shipped with --allow-worse{': ' + str(why) if why else ''})"
+    return (
+        f"its test MASE {verdict.model_mase:.4g} loses to {beaten}{shipped}: the best baseline "
+        f"({verdict.best}) would serve this data better"
+    )
 
 
 def version_directories(path: Path) -> list[Path]:
@@ -80,8 +106,10 @@ def validate_directory(directory: Path, *, seed: int = 0) -> Verdict:
             directory,
             True,
             f"{manifest.name} v{manifest.version} ({manifest.kind}, F={manifest.n_features}, "
-            f"H={manifest.horizon}, Q={len(manifest.quantiles)}, S={manifest.state_size}): "
-            f"contract ok, step parity {worst:.2g}",
+            f"H={manifest.horizon}, Q={len(manifest.quantiles)}, S={manifest.state_size}"
+            f"{', time input' if manifest.time_input else ''}): contract ok, step parity "
+            f"{worst:.2g}",
+            accuracy_warning(manifest),
         )
     finally:
         runtime.close()

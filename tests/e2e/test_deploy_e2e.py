@@ -195,7 +195,8 @@ async def test_streams_survive_redis_and_replica_restarts_behind_nginx(
     try:
         for stream, readings in data.items():
             x = np.array([[[r["value"]] for r in readings]], dtype=np.float32)
-            forecast, state = runtime.run(x, runtime.initial_states(1))
+            times = np.array([[r["timestamp"] for r in readings]], dtype=np.float64)
+            forecast, state = runtime.run(x, runtime.initial_states(1), times)
             body = finals[stream]
             assert body["seq"] == LENGTH, f"{stream}: {body['seq']} observations applied"
             got = np.array([list(step["quantiles"].values()) for step in body["forecast"]["steps"]])

@@ -44,7 +44,7 @@ def median_fill_reference(
 
     def feed(ts: float, row: list[float]) -> None:
         nonlocal state, forecast
-        out, state = runtime.run(np.array([[row]], dtype=np.float32), state)
+        out, state = runtime.run(np.array([[row]], dtype=np.float32), state, np.array([[ts]]))
         forecast = out[0]
         fed_ts.append(ts)
         fed_values.append(row)

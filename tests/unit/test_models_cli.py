@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("torch")
 
 from models.__main__ import main
+from models.gate import EXIT_REFUSED
 from service.manifest import ONNX_FILE, Manifest, file_sha256
 from service.registry import ModelRegistry
 
@@ -45,8 +46,9 @@ def plant_csv(tmp_path: Path) -> Path:
 
 
 def _train(csv: Path, repository: Path, *extra: str) -> None:
+    """Train and export whatever the gate says (tests/integration/test_quality_gate.py)."""
     args = ["train", str(csv), "--target", "load", "--season", "24", "--repository"]
-    assert main([*args, str(repository), *TINY, *extra]) == 0
+    assert main([*args, str(repository), *TINY, "--allow-worse", *extra]) == 0
 
 
 @pytest.mark.slow  # the first training in a process imports statsmodels and friends
@@ -68,11 +70,19 @@ def test_train_export_validate_then_the_service_loads_it(
     assert manifest.training.seed == 0
     assert manifest.training.split == {"train": 168, "validation": 36, "test": 36}
     assert manifest.accuracy is not None
-    assert set(manifest.accuracy) == {"model", "naive", "seasonal_naive", "ets"}
-    assert set(manifest.accuracy["model"]) >= {"mae", "rmse", "mase", "pinball", "coverage"}
+    assert set(manifest.accuracy) == {"model", "naive", "seasonal_naive_24", "ets_24"}
+    assert set(manifest.accuracy["model"]) >= {
+        "mae",
+        "rmse",
+        "mase",
+        "pinball",
+        "coverage",
+        "coverage_uncalibrated",
+    }
 
     # Export the saved checkpoint again: the next version, the same graph.
-    assert main(["export", str(checkpoint), "--repository", str(repository)]) == 0
+    export = ["export", str(checkpoint), "--repository", str(repository), "--allow-worse"]
+    assert main(export) == 0
     second = repository / f"plant-{kind}" / "2"
     assert file_sha256(second / ONNX_FILE) == manifest.sha256
 
@@ -81,13 +91,17 @@ def test_train_export_validate_then_the_service_loads_it(
     out = capsys.readouterr().out
     assert out.count("ok  ") == 2
     assert "FAIL" not in out
+    gate = (manifest.training.model_extra or {})["quality_gate"]
+    assert out.count("WARN") == (0 if gate["passed"] else 2)
 
     with ModelRegistry.load(repository) as registry:
         assert registry.refused == {}
         runtime = registry.get(f"plant-{kind}")
         assert runtime.version == 2
         forecast, _state = runtime.run(
-            np.full((2, 5, 2), [20.0, 160.0], dtype=np.float32), runtime.initial_states(2)
+            np.full((2, 5, 2), [20.0, 160.0], dtype=np.float32),
+            runtime.initial_states(2),
+            1.77e9 + 900.0 * np.arange(5)[None].repeat(2, axis=0),
         )
         assert forecast.shape == (2, 3, 3)
         assert np.all(np.isfinite(forecast))
@@ -117,3 +131,59 @@ def test_training_is_deterministic_given_the_seed(plant_csv: Path, tmp_path: Pat
 def test_bad_quantiles_are_refused(plant_csv: Path) -> None:
     with pytest.raises(SystemExit):
         main(["train", str(plant_csv), "--quantiles", "0.1,0.9"])
+
+
+def test_export_of_a_losing_checkpoint_is_refused_unless_allowed(
+    plant_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkpoint = tmp_path / "net.pt"
+    args = ["train", str(plant_csv), "--target", "load", "--season", "24", *TINY]
+    assert main([*args, "--kind", "gru", "--epochs", "1", "--checkpoint", str(checkpoint)]) == 0
+    from models.train import load_checkpoint
+
+    accuracy = load_checkpoint(checkpoint).accuracy
+    if accuracy["model"]["mase"] <= min(v["mase"] for k, v in accuracy.items() if k != "model"):
+        pytest.skip("the one-epoch network happens to win here")
+    capsys.readouterr()
+    repository = tmp_path / "repo"
+    assert main(["export", str(checkpoint), "--repository", str(repository)]) == EXIT_REFUSED
+    assert "is not shipped" in capsys.readouterr().err
+    assert not repository.exists()
+
+
+def test_a_csv_with_missing_rows_is_refused_by_default_and_filled_on_request(
+    plant_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame = pd.read_csv(plant_csv).drop(index=range(50, 80))
+    gappy = tmp_path / "gappy.csv"
+    frame.to_csv(gappy, index=False)
+    args = ["train", str(gappy), "--target", "load", "--season", "24", "--kind", "snaive"]
+    repository = tmp_path / "repo"
+    assert main([*args, "--repository", str(repository), "--allow-worse"]) == 2
+    err = capsys.readouterr().err
+    assert "30 missing row(s) at a period of 900 s" in err
+    assert "--gaps fill" in err
+    assert "Traceback" not in err
+    assert not repository.exists()
+
+    assert main([*args, "--gaps", "fill", "--repository", str(repository), "--allow-worse"]) == 0
+    manifest = Manifest.read(repository / "gappy-snaive" / "1")
+    assert manifest.training is not None
+    gaps = (manifest.training.model_extra or {})["gaps"]
+    assert (gaps["policy"], gaps["missing_rows"]) == ("fill", 30)
+
+
+def test_day_first_timestamps_get_a_clear_error_then_train_with_a_format(
+    plant_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame = pd.read_csv(plant_csv, parse_dates=["timestamp"])
+    frame["timestamp"] = frame["timestamp"].dt.strftime("%d/%m/%Y %H:%M")
+    day_first = tmp_path / "day-first.csv"
+    frame.to_csv(day_first, index=False)
+    args = ["train", str(day_first), "--target", "load", "--season", "24", "--kind", "ets"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert "--timestamp-format" in err
+    assert "Traceback" not in err
+    assert main([*args, "--timestamp-format", "%d/%m/%Y %H:%M"]) == 0

@@ -12,6 +12,7 @@ pytest.importorskip("matplotlib")
 from models.compare import (  # noqa: E402
     ADDING_CONSTANT_MSE,
     CompareConfig,
+    DemoModel,
     adding_batch,
     run_comparison,
 )
@@ -44,18 +45,26 @@ def test_compare_smoke_run_writes_report_plots_and_demo(tmp_path: Path) -> None:
         adding_lengths=(8,),
         adding_epochs=1,
         quick=True,
-        demos=(("sunspots", "gru", "sunspots-gru"),),
+        demos=(
+            DemoModel("sunspots", "gru", "sunspots-gru", allow_worse=True, reason="a smoke run"),
+            DemoModel("sunspots", "snaive", "sunspots-snaive"),
+            DemoModel("sunspots", "ets", "sunspots-ets"),
+        ),
     )
     report = tmp_path / "docs" / "model-comparison.md"
     images = tmp_path / "docs" / "img"
     repository = tmp_path / "repository"
-    run_comparison(config, report=report, images=images, demo_repository=repository,
-                   progress=False)  # fmt: skip
+    refused = run_comparison(
+        config, report=report, images=images, demo_repository=repository, progress=False
+    )
     text = report.read_text()
     for kind in ("lstm", "gru", "rnn", "mlp"):
         assert f"| **{kind}** |" in text
-    for baseline in ("naive", "seasonal_naive", "ets"):
+    assert "| **snaive** (= seasonal_naive_11) |" in text
+    assert "| **ets** (= ets_11) |" in text
+    for baseline in ("naive", "seasonal_naive_11", "ets_11"):
         assert f"| {baseline} |" in text
+    assert "coverage before → after calibration" in text
     assert "## The adding problem" in text
     assert "T = 8" in text
     for png in ("fan-sunspots.png", "error-by-step-sunspots.png", "adding-problem.png"):
@@ -65,5 +74,8 @@ def test_compare_smoke_run_writes_report_plots_and_demo(tmp_path: Path) -> None:
     manifest = Manifest.read(repository / "sunspots-gru" / "1")
     assert manifest.accuracy is not None
     assert f"{manifest.accuracy['model']['mase']:.3f}" in text.split("## Demo models")[1]
+    # On sunspots the seasonal naive wins: ets is refused by the gate, which says so.
+    assert [m.split(":")[1].strip().split()[0] for m in refused] == ["sunspots-ets"]
+    assert "sunspots-ets is not shipped" in text
     with ModelRegistry.load(repository) as registry:
-        assert registry.names() == ["sunspots-gru"]
+        assert registry.names() == ["sunspots-gru", "sunspots-snaive"]

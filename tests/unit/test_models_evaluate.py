@@ -1,26 +1,19 @@
-"""Metrics on hand-computed examples, and baselines that use only what they may see."""
+"""Metrics on hand-computed examples."""
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 import pytest
 
-from models.data import Split
 from models.evaluate import (
-    HoltWinters,
-    baseline_forecasts,
     coverage,
     mae,
     mae_by_step,
     mase,
-    naive,
     origins,
     pinball,
     rmse,
     scores,
-    seasonal_naive,
     seasonal_scale,
     targets,
 )
@@ -66,6 +59,10 @@ def test_scores_names_every_metric() -> None:
     assert got["mase"] == pytest.approx(0.25)
     assert got["coverage"] == 1.0
     assert got["coverage_nominal"] == pytest.approx(0.8)
+    assert "coverage_uncalibrated" not in got
+    narrow = np.array([[[1.0, 1.0, 1.2]]])
+    got = scores(forecasts, actual, (0.1, 0.5, 0.9), scale=2.0, uncalibrated=narrow)
+    assert got["coverage_uncalibrated"] == 0.0
 
 
 def test_origins_keep_targets_inside_the_block() -> None:
@@ -76,52 +73,3 @@ def test_origins_keep_targets_inside_the_block() -> None:
     t = targets(y, at, 3)
     assert t[0].tolist() == [10, 11, 12]
     assert t[-1].tolist() == [17, 18, 19]
-
-
-def test_naive_and_seasonal_naive_by_hand() -> None:
-    y = np.arange(20, dtype=np.float64) * 10
-    at = np.array([9])
-    assert naive(y, at, 3).tolist() == [[90, 90, 90]]
-    # Season 4, origin 9: targets 10..13 take the value 4 steps earlier (6..9); target 14
-    # would take 10, after the origin, so it goes back two seasons to 6.
-    assert seasonal_naive(y, at, 5, 4).tolist() == [[60, 70, 80, 90, 60]]
-
-
-@pytest.mark.slow  # the first statsmodels import takes seconds on a busy machine
-def test_holt_winters_filter_matches_statsmodels() -> None:
-    from statsmodels.tsa.holtwinters import ExponentialSmoothing
-
-    rng = np.random.default_rng(0)
-    t = np.arange(120)
-    y = 50 + 0.3 * t + 5 * np.sin(2 * np.pi * t / 12) + rng.normal(0, 0.5, len(t))
-    hw = HoltWinters.fit(y[:100], 12)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        reference = ExponentialSmoothing(
-            y[:100],
-            trend="add",
-            damped_trend=True,
-            seasonal="add",
-            seasonal_periods=12,
-            initialization_method="estimated",
-        ).fit()
-    np.testing.assert_allclose(hw.forecast(y, np.array([99]), 6)[0], reference.forecast(6))
-    at = np.arange(12, 98)
-    np.testing.assert_allclose(hw.forecast(y, at, 1)[:, 0], reference.fittedvalues[at + 1])
-
-
-def test_baselines_quantiles_surround_their_point() -> None:
-    rng = np.random.default_rng(1)
-    t = np.arange(200)
-    y = 10 + np.sin(2 * np.pi * t / 10) + rng.normal(0, 0.2, len(t))
-    split = Split(train_end=140, val_end=170, n=200)
-    out = baseline_forecasts(y, split, 4, 10, (0.1, 0.5, 0.9))
-    assert set(out) == {"naive", "seasonal_naive", "ets"}
-    at = origins(170, 200, 4)
-    for forecasts in out.values():
-        assert forecasts.shape == (len(at), 4, 3)
-        assert np.all(np.diff(forecasts, axis=-1) >= 0)
-    np.testing.assert_allclose(out["naive"][..., 1], naive(y, at, 4))
-    # Seasonal naive on a clean seasonal series beats naive.
-    actual = targets(y, at, 4)
-    assert mae(out["seasonal_naive"][..., 1], actual) < mae(out["naive"][..., 1], actual)

@@ -29,9 +29,15 @@ pytestmark = pytest.mark.train
 NATIVE_OP = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
 
 
-def tiny(kind: Kind, seed: int = 0, differences: bool = False):  # type: ignore[no-untyped-def]
+DAY = 86_400.0
+
+
+def tiny(  # type: ignore[no-untyped-def]
+    kind: Kind, seed: int = 0, differences: bool = False, seasonal: bool = False
+):
+    """A small network; ``seasonal`` adds a reference of 6 steps and calendar features."""
     torch.manual_seed(seed)
-    return build(
+    model = build(
         kind,
         differences=differences,
         n_features=2,
@@ -40,10 +46,15 @@ def tiny(kind: Kind, seed: int = 0, differences: bool = False):  # type: ignore[
         quantiles=(0.1, 0.5, 0.9),
         hidden=5,
         layers=2,
-        window=4,
+        window=6 if seasonal else 4,
         mean=[500.0, 1.0],
         std=[50.0, 2.0],
+        reference=6 if seasonal else 0,
+        calendar=(DAY, 7 * DAY) if seasonal else (),
     ).eval()
+    with torch.no_grad():
+        model.calibration.normal_(0.0, 20.0)
+    return model
 
 
 def export_tiny(model: object, directory: Path, name: str = "tiny") -> Manifest:
@@ -59,22 +70,26 @@ def export_tiny(model: object, directory: Path, name: str = "tiny") -> Manifest:
 
 
 @pytest.mark.parametrize(
-    ("kind", "differences"),
-    [(kind, False) for kind in KINDS] + [("lstm", True), ("gru", True), ("rnn", True)],
+    ("kind", "differences", "seasonal"),
+    [(kind, False, False) for kind in KINDS]
+    + [("lstm", True, False), ("gru", True, False), ("rnn", True, False)]
+    + [(kind, kind != "mlp", True) for kind in KINDS],
 )
 def test_exported_graph_matches_torch_at_other_shapes(
-    kind: Kind, differences: bool, tmp_path: Path
+    kind: Kind, differences: bool, seasonal: bool, tmp_path: Path
 ) -> None:
-    model = tiny(kind, differences=differences)
+    model = tiny(kind, differences=differences, seasonal=seasonal)
     manifest = export_tiny(model, tmp_path)
     directory = tmp_path / "tiny" / "1"
     assert manifest.sha256 == file_sha256(directory / ONNX_FILE)
     assert Manifest.read(directory) == manifest
     assert manifest.kind == kind
     assert manifest.state_size == model.state_size
+    assert manifest.time_input == seasonal
     # A fresh stream starts from zeros, except where the row holds raw observations (the
-    # mlp's window, the differenced nets' last observation): those start at the mean.
-    assert (manifest.initial_state is not None) == (kind == "mlp" or differences)
+    # mlp's window, the differenced nets' last observation, the reference): those start at
+    # the mean.
+    assert (manifest.initial_state is not None) == (kind == "mlp" or differences or seasonal)
 
     graph = onnx.load(str(directory / ONNX_FILE))
     ops = {node.op_type for node in graph.graph.node}
@@ -84,18 +99,26 @@ def test_exported_graph_matches_torch_at_other_shapes(
 
     runtime = load_runtime(directory)  # the service's own loader accepts it
     rng = np.random.default_rng(1)
+
+    def times(batch: int, steps: int) -> np.ndarray:
+        return 1.77e9 + rng.uniform(0, 3e8, (batch, 1)) + 60.0 * np.arange(steps)
+
     for batch, steps in ((7, 13), (1, 1), (2, 40)):
         assert (batch, steps) != EXAMPLE_SHAPE
         x = (500 + 50 * rng.standard_normal((batch, steps, 2))).astype(np.float32)
         state = runtime.initial_states(batch)
-        forecast, state_out = runtime.run(x, state)
+        time = times(batch, steps)
+        forecast, state_out = runtime.run(x, state, time)
         with torch.no_grad():
-            want, want_state = model(torch.from_numpy(x), torch.from_numpy(state))
+            want, want_state = model(
+                torch.from_numpy(x), torch.from_numpy(state), torch.from_numpy(time)
+            )
         assert forecast.shape == (batch, 3, 3)
         assert relative_error(forecast, want.numpy()) < 1e-5
         assert relative_error(state_out, want_state.numpy()) < 1e-5
     x = (500 + 50 * rng.standard_normal((4, 10, 2))).astype(np.float32)
-    assert step_parity_error(runtime.run, x, runtime.initial_states(4)) < 1e-4
+    time = times(4, 10) if seasonal else None
+    assert step_parity_error(runtime.run, x, runtime.initial_states(4), time) < 1e-4
     runtime.close()
 
 
@@ -103,8 +126,10 @@ class LooksAtTheWholeSequence(RecurrentForecaster):
     """Broken on purpose: its forecast depends on the mean of the T observations it was given,
     which the state does not carry, so step-by-step and whole-sequence calls disagree."""
 
-    def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        forecast, state_out = super().forward(x, state)
+    def forward(
+        self, x: Tensor, state: Tensor, time: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        forecast, state_out = super().forward(x, state, time)
         return forecast + x[..., :1].mean(dim=1, keepdim=True), state_out
 
 
@@ -112,8 +137,10 @@ class FixedAtTraceTime(RecurrentForecaster):
     """Broken on purpose: a Python branch on T is frozen when traced, so onnxruntime runs the
     T = 5 branch for every length while torch takes the other one for T < 3."""
 
-    def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        forecast, state_out = super().forward(x, state)
+    def forward(
+        self, x: Tensor, state: Tensor, time: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        forecast, state_out = super().forward(x, state, time)
         if x.shape[1] < 3:
             forecast = forecast + 1.0
         return forecast, state_out

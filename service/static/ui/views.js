@@ -253,15 +253,27 @@ const METHOD_NAMES = {
   ets: "ETS (damped Holt-Winters)",
 };
 
+// A variant of a metric ("mae_validation", "coverage_uncalibrated") is judged as its base.
+const baseMetric = (metric) => metric.split("_")[0];
+
+// "seasonal_naive_336" -> "seasonal naive (336)", "ets_48_336" -> "ETS (damped Holt-Winters) (48, 336)".
+function methodName(method) {
+  if (METHOD_NAMES[method]) return METHOD_NAMES[method];
+  const match = /^(.*?)((?:_\d+)+)$/.exec(method);
+  if (!match || !METHOD_NAMES[match[1]]) return method;
+  return `${METHOD_NAMES[match[1]]} (${match[2].slice(1).split("_").join(", ")})`;
+}
+
 export function bestOf(accuracy, metric) {
   let best = null;
   let bestScore = Infinity;
+  const base = baseMetric(metric);
   for (const [method, metrics] of Object.entries(accuracy)) {
     const value = metrics[metric];
     if (typeof value !== "number" || !Number.isFinite(value)) continue;
     let score;
-    if (metric === "coverage") score = Math.abs(value - (metrics.coverage_nominal ?? value));
-    else if (LOWER_IS_BETTER.has(metric)) score = value;
+    if (base === "coverage") score = Math.abs(value - (metrics.coverage_nominal ?? value));
+    else if (LOWER_IS_BETTER.has(base)) score = value;
     else return null;
     if (score < bestScore) {
       bestScore = score;
@@ -287,7 +299,7 @@ function accuracyTable(manifest) {
   return h("table", { class: "numbers accuracy", id: "accuracy" },
     h("thead", {}, h("tr", {}, h("th", {}, "method"), metrics.map((m) => h("th", { "data-metric": m }, heading(m))))),
     h("tbody", {}, methods.map((method) => h("tr", { class: method === "model" ? "this-model" : "", "data-method": method },
-      h("th", { scope: "row" }, method === "model" ? `${manifest.name} (this model)` : (METHOD_NAMES[method] ?? method)),
+      h("th", { scope: "row" }, method === "model" ? `${manifest.name} (this model)` : methodName(method)),
       metrics.map((m) => h("td", {
         class: best[m] === method ? "num best" : "num",
         "data-metric": m,
