@@ -227,6 +227,7 @@ def render(results: dict[str, Any]) -> str:
         f"| **Redis bytes per stream** | **{mem['redis_bytes_per_stream']:,}** |",
         f"| the model's state size S (float32 values per stream) | "
         f"{mem.get('model_state_size', '?')} |",
+        f"| Redis bytes per stream less the state row (4·S) | {_less_state(mem)} |",
         f"| one record's value (STRLEN) / MEMORY USAGE of its key | "
         f"{mem['redis_value_bytes_sample']} / {mem['redis_memory_usage_sample_key']} bytes |",
         f"| **service RSS** after | **{mem['service_rss_mib_after']} MiB** "
@@ -265,6 +266,13 @@ def _profile(profile: dict[str, Any] | None) -> list[str]:
             )
         lines.append("")
     return lines
+
+
+def _less_state(mem: dict[str, Any]) -> str:
+    size = mem.get("model_state_size")
+    if not isinstance(size, int):
+        return "?"
+    return f"{mem['redis_bytes_per_stream'] - 4 * size:,.1f}"
 
 
 def _fmt(value: float | None) -> str:
