@@ -24,7 +24,8 @@ from service.api.bodies import BoundedRequest, body_deadline
 from service.api.docs import OfflineSwaggerPlugin
 from service.api.errors import exception_handlers
 from service.api.health import live, metrics, ready
-from service.api.kserve import v2_router
+from service.api.kserve import V2, v2_router
+from service.api.kserve.grpc_server import grpc_lifespan
 from service.api.middleware import metrics_middleware
 from service.api.openapi import describe_errors
 from service.api.paths import EncodedSlashRouting, stream_id_middleware
@@ -75,6 +76,8 @@ def create_app(
     spans = tracing if tracing is not None else from_settings(cfg.otel_endpoint)
     # Built here, not in the lifespan, so bad key settings stop the app before it serves.
     authenticator = Authenticator.from_settings(cfg)
+    # One per app, shared by the v2 HTTP routes and gRPC (its sequence locks above all).
+    v2 = V2.of(cfg)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -164,7 +167,7 @@ def create_app(
             live,
             ready,
             metrics,
-            v2_router(cfg),
+            v2_router(v2),
             ui_page,
             ui_asset,
         ],
@@ -178,7 +181,12 @@ def create_app(
         # page's own files (its data calls carry the key).
         guards=[auth_guard],
         state=State({"authenticator": authenticator}),
-        lifespan=[announce(authenticator), lifespan, model_lifecycle(cfg.model_poll_seconds)],
+        lifespan=[
+            announce(authenticator),
+            lifespan,
+            model_lifecycle(cfg.model_poll_seconds),
+            grpc_lifespan(cfg, v2, authenticator),
+        ],
         exception_handlers=exception_handlers(),
         middleware=[
             DefineMiddleware(metrics_middleware(instruments)),
