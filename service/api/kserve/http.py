@@ -146,7 +146,9 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
 
 def _ok(model: Any, description: str) -> dict[int, ResponseSpec]:
     """The 200 of a route that answers a dict: documented as ``model``."""
-    return {200: ResponseSpec(data_container=model, description=description)}
+    return {
+        200: ResponseSpec(data_container=model, description=description, generate_examples=False)
+    }
 
 
 class KServeController(Controller):
@@ -179,7 +181,9 @@ class KServeController(Controller):
         description="Open: no key needed. 503 with the reason while not ready.",
         responses={
             **_ok(ReadyOut, "Ready."),
-            503: ResponseSpec(data_container=ReadyOut, description="Not ready, and why."),
+            503: ResponseSpec(
+                data_container=ReadyOut, description="Not ready, and why.", generate_examples=False
+            ),
         },
     )
     async def ready(self, state: State) -> Response[dict[str, Any]]:
@@ -213,7 +217,9 @@ class KServeController(Controller):
         description="200 when it can; 503 while its session is closed.",
         responses={
             **_ok(ModelReadyOut, "The model can infer."),
-            503: ResponseSpec(data_container=ModelReadyOut, description="It cannot."),
+            503: ResponseSpec(
+                data_container=ModelReadyOut, description="It cannot.", generate_examples=False
+            ),
         },
     )
     async def model_ready(
