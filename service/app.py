@@ -28,6 +28,7 @@ from service.api.kserve import V2, v2_router
 from service.api.kserve.grpc_server import grpc_lifespan
 from service.api.middleware import metrics_middleware
 from service.api.openapi import describe_errors
+from service.api.openapi_complete import complete
 from service.api.paths import EncodedSlashRouting, stream_id_middleware
 from service.api.rest import ModelController, StreamController, observe_bulk
 from service.api.schemas import observe_out
@@ -210,7 +211,7 @@ def create_app(
         logging_config=None,
     )
     # Built now (and cached), with the error bodies the service really sends.
-    describe_errors(app.openapi_schema)
+    complete(describe_errors(app.openapi_schema))
     # In front of the router: a stream id's encoded '/' must not split its path segment.
     app.asgi_handler = EncodedSlashRouting(app.asgi_handler)
     # Outside the routes' middleware, so unmatched paths get an id and a log line too.

@@ -27,6 +27,7 @@ from service.api.kserve.schemas import (
     ModelMetadataOut,
     ModelReadyOut,
     ReadyOut,
+    RepositoryDoneOut,
     RepositoryEntryOut,
     RepositoryIndexIn,
     RepositoryModelIn,
@@ -303,6 +304,7 @@ class KServeController(Controller):
         description="Needs the admin role, as the admin model routes. 200 with an empty body.",
         status_code=200,
         opt=_ADMIN,
+        responses=_ok(RepositoryDoneOut, "Done."),
     )
     async def repository_load(
         self,
@@ -320,6 +322,7 @@ class KServeController(Controller):
         description="Needs the admin role, as the admin model routes. 200 with an empty body.",
         status_code=200,
         opt=_ADMIN,
+        responses=_ok(RepositoryDoneOut, "Done."),
     )
     async def repository_unload(
         self,

@@ -1,7 +1,8 @@
 """The v2 answers and small bodies as pydantic models: what the OpenAPI document shows.
 
 The dicts of ``describe`` and ``repository`` are the source; these only type them for the
-document (and check, when a handler builds one, that the two agree).
+document (examples: ``service.api.openapi_complete``). The schema fuzz test checks every real
+answer against them.
 """
 
 from __future__ import annotations
@@ -12,27 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class ServerMetadataOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "example": {
-                "name": "stateful-forecast",
-                "version": "0.1.0",
-                "extensions": ["binary_tensor_data", "model_repository", "sequence"],
-            }
-        }
-    )
     name: str
     version: str
     extensions: list[str] = Field(description="Protocol extensions served.")
 
 
 class LiveOut(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"example": {"live": True}})
     live: bool
 
 
 class ReadyOut(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"example": {"ready": True}})
     ready: bool
     error: str | None = Field(default=None, description="Why not, while not ready.")
 
@@ -44,20 +34,6 @@ class TensorMetadataOut(BaseModel):
 
 
 class ModelMetadataOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "example": {
-                "name": "demo-lstm",
-                "versions": ["1"],
-                "platform": "onnxruntime_onnx",
-                "inputs": [
-                    {"name": "x", "datatype": "FP32", "shape": [-1, -1, 2]},
-                    {"name": "timestamp", "datatype": "FP64", "shape": [-1, -1]},
-                ],
-                "outputs": [{"name": "forecast", "datatype": "FP32", "shape": [-1, 4, 3]}],
-            }
-        }
-    )
     name: str
     versions: list[str]
     platform: str
@@ -66,9 +42,6 @@ class ModelMetadataOut(BaseModel):
 
 
 class ModelReadyOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={"example": {"name": "demo-lstm", "version": "1", "ready": True}}
-    )
     name: str
     version: str
     ready: bool
@@ -85,30 +58,6 @@ class ConfigTensorOut(BaseModel):
 class ModelConfigOut(BaseModel):
     """Triton's model configuration in its JSON form (the fields this service fills in)."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "example": {
-                "name": "demo-lstm",
-                "platform": "onnxruntime_onnx",
-                "backend": "onnxruntime",
-                "version_policy": {"all": {}},
-                "max_batch_size": 64,
-                "input": [
-                    {
-                        "name": "x",
-                        "data_type": "TYPE_FP32",
-                        "format": "FORMAT_NONE",
-                        "dims": [-1, 2],
-                        "optional": False,
-                    }
-                ],
-                "output": [{"name": "forecast", "data_type": "TYPE_FP32", "dims": [4, 3]}],
-                "sequence_batching": {"max_sequence_idle_microseconds": 86400000000},
-                "default_model_filename": "model.onnx",
-                "parameters": {"quantiles": {"string_value": "0.1,0.5,0.9"}},
-            }
-        }
-    )
     name: str
     platform: str
     backend: str
@@ -125,23 +74,22 @@ class ModelConfigOut(BaseModel):
 
 
 class RepositoryIndexIn(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"example": {"ready": True}})
     ready: bool = Field(default=False, description="List only the versions served.")
 
 
 class RepositoryModelIn(BaseModel):
     """Triton's load/unload body; its parameters are accepted and not used."""
 
-    model_config = ConfigDict(json_schema_extra={"example": {"parameters": {}}})
     parameters: dict[str, Any] = Field(default_factory=dict)
 
 
+class RepositoryDoneOut(BaseModel):
+    """The empty answer of a load or unload that succeeded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class RepositoryEntryOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "example": {"name": "demo-lstm", "version": "1", "state": "READY", "reason": ""}
-        }
-    )
     name: str
     version: str
     state: str = Field(description="READY or UNAVAILABLE.")
@@ -154,6 +102,7 @@ __all__ = [
     "ModelMetadataOut",
     "ModelReadyOut",
     "ReadyOut",
+    "RepositoryDoneOut",
     "RepositoryEntryOut",
     "RepositoryIndexIn",
     "RepositoryModelIn",
