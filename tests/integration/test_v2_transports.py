@@ -18,6 +18,7 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 import pytest
+import redis
 
 from tests.support.demo_repository import build_demo_repository
 from tests.support.redis_server import RedisServer, free_port
@@ -315,3 +316,59 @@ def test_every_v2_error_over_http_is_in_the_v2_form(service: tuple[ServiceProces
         r = http.get("/v1/no/such/route")
         assert r.status_code == 404
         assert r.headers["content-type"].startswith("application/problem+json")
+
+
+def _raw_request(**fields: Any) -> Any:
+    """A ModelInferRequest built by hand (tritonclient never sends a malformed one)."""
+    from tritonclient.grpc import service_pb2
+
+    request = service_pb2.ModelInferRequest(model_name="demo-lstm")
+    for tensor in fields.pop("inputs"):
+        request.inputs.add(**tensor)
+    request.raw_input_contents.extend(fields.pop("raw", []))
+    for key, value in fields.pop("parameters", {}).items():
+        setattr(
+            request.parameters[key],
+            f"{type(value).__name__}_param".replace("int_", "int64_"),
+            value,
+        )
+    return request
+
+
+TWO = np.array([[[1.0, 2.0]]], dtype="<f4").tobytes()
+X = {"name": "x", "datatype": "FP32", "shape": [1, 1, 2]}
+GRPC_MALFORMED = {
+    "negative axis": (_raw_request(inputs=[{**X, "shape": [1, -1, 2]}], raw=[TWO]), "shape"),
+    "raw size": (_raw_request(inputs=[X], raw=[TWO + b"\0" * 4]), "takes 8 bytes"),
+    "raw count": (_raw_request(inputs=[X, X], raw=[TWO]), "one per input"),
+    "no data": (_raw_request(inputs=[X]), "neither 'data'"),
+    "unknown input": (_raw_request(inputs=[{**X, "name": "state"}], raw=[TWO]), "unknown input"),
+    "bool sequence id": (
+        _raw_request(inputs=[X], raw=[TWO], parameters={"sequence_id": True}),
+        "sequence_id",
+    ),
+    "step on no sequence": (
+        _raw_request(inputs=[X], raw=[TWO], parameters={"sequence_id": 424242}),
+        "not active",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(GRPC_MALFORMED))
+def test_malformed_grpc_requests_get_invalid_argument(
+    case: str, service: tuple[ServiceProcess, int], redis_server: RedisServer
+) -> None:
+    """The wire model's refusals reach gRPC as INVALID_ARGUMENT with the same messages."""
+    import grpc
+    from tritonclient.grpc import service_pb2_grpc
+
+    request, fragment = GRPC_MALFORMED[case]
+    with redis.Redis(port=redis_server.port) as store:
+        before = sorted(store.keys("*"))
+        with grpc.insecure_channel(f"127.0.0.1:{service[1]}") as channel:
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.ModelInfer(request, metadata=[("x-api-key", ADMIN_KEY)], timeout=10)
+        assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+        assert fragment in caught.value.details()
+        assert sorted(store.keys("*")) == before
