@@ -12,7 +12,6 @@ import msgspec
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.middleware import DefineMiddleware
 from litestar.openapi.config import OpenAPIConfig
 from prometheus_client import CollectorRegistry
 
@@ -25,7 +24,7 @@ from service.api.docs import OfflineSwaggerPlugin
 from service.api.errors import exception_handlers
 from service.api.health import live, metrics, ready
 from service.api.kserve import v2_router
-from service.api.middleware import metrics_middleware
+from service.api.middleware import request_recorder
 from service.api.openapi import describe_errors
 from service.api.paths import EncodedSlashRouting, stream_id_middleware
 from service.api.rest import ModelController, StreamController, observe_bulk
@@ -181,7 +180,6 @@ def create_app(
         lifespan=[announce(authenticator), lifespan, model_lifecycle(cfg.model_poll_seconds)],
         exception_handlers=exception_handlers(),
         middleware=[
-            DefineMiddleware(metrics_middleware(instruments)),
             stream_id_middleware,
             body_deadline(cfg.http_body_timeout_seconds),
         ],
@@ -206,7 +204,7 @@ def create_app(
     # In front of the router: a stream id's encoded '/' must not split its path segment.
     app.asgi_handler = EncodedSlashRouting(app.asgi_handler)
     # Outside the routes' middleware, so unmatched paths get an id and a log line too.
-    app.asgi_handler = request_context(app.asgi_handler, spans)
+    app.asgi_handler = request_context(app.asgi_handler, request_recorder(instruments), spans)
     return app
 
 

@@ -1,7 +1,9 @@
-"""The outermost layer of every HTTP request and WebSocket: its id, its access log line, its span.
+"""The outermost layer of every HTTP request and WebSocket: its id, its access log line, its
+request metrics, its span.
 
 It wraps the app's whole handler (``Litestar.asgi_handler``), not the per-route middleware
-stack, so unmatched paths, wrong methods and the docs get an id and a log line too. For each
+stack, so unmatched paths, wrong methods and the docs get an id, a log line and a count too
+(one layer for all of them: each layer costs every request a closure and an await). For each
 connection it takes the request id from ``X-Request-ID`` (or makes one), makes it current for
 everything below, returns it in the response's ``X-Request-ID`` header, and, once the answer
 is complete, writes one access log line (``service.access``: INFO, DEBUG for the health
@@ -17,6 +19,7 @@ from typing import Any, Final, cast
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import request_id
+from service.api.middleware import UNMATCHED, RequestRecorder
 from service.tracing import Tracing
 
 ACCESS_LOGGER: Final = "service.access"
@@ -25,9 +28,12 @@ _HEADER: Final = request_id.HEADER.lower().encode("latin-1")
 _QUIET_PREFIXES: Final = ("/health/", "/v2/health/", "/metrics")
 
 
-def request_context(app: ASGIApp, tracing: Tracing | None = None) -> ASGIApp:
+def request_context(
+    app: ASGIApp, record: RequestRecorder | None = None, tracing: Tracing | None = None
+) -> ASGIApp:
     """``app`` wrapped so every HTTP and WebSocket connection gets an id, a log line and,
-    with ``tracing``, a server span."""
+    with ``tracing``, a server span; with ``record``, every HTTP request is counted and timed
+    under its route template (``unmatched`` for 404s and wrong methods)."""
     access = logging.getLogger(ACCESS_LOGGER)
 
     async def handle(scope: Scope, receive: Receive, send: Send) -> None:
@@ -59,6 +65,9 @@ def request_context(app: ASGIApp, tracing: Tracing | None = None) -> ASGIApp:
         headers = list(scope["headers"])
 
         def finish() -> None:
+            if record is not None and method != "WS":
+                route = str(scope.get("path_template") or UNMATCHED)
+                record(route, method, status, time.perf_counter() - start)
             path = scope["path"]
             level = logging.DEBUG if path.startswith(_QUIET_PREFIXES) else logging.INFO
             if access.isEnabledFor(level):
