@@ -13,7 +13,7 @@ from litestar.datastructures import State
 from service import __version__
 from service.api.kserve.sequences import V2Options
 from service.api.kserve.wire import INPUT_TIMESTAMP, bad, brief
-from service.errors import StoreUnavailable
+from service.errors import StoreBusy, StoreUnavailable
 from service.manifest import INPUT_X, OUTPUT_FORECAST
 from service.runtime import ModelRuntime
 
@@ -40,6 +40,8 @@ async def ready_problem(state: State) -> str | None:
         return "no model is loaded"
     try:
         await state.forecaster.store.ping()
+    except StoreBusy:
+        return None  # every connection in use is load, not ill health (as /health/ready)
     except StoreUnavailable as exc:
         return f"state store unreachable: {exc.detail}"
     return None
