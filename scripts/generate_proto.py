@@ -2,7 +2,8 @@
 
 Run from the repository root: ``python scripts/generate_proto.py`` (needs grpcio-tools and
 mypy-protobuf, both in the ``dev`` extra). protoc writes ``import model_config_pb2``; the
-imports are rewritten to be relative to the package, nothing else is touched.
+imports are rewritten to be relative to the package, and the descriptors go into the
+package's own pool (``proto/_pool.py`` says why) instead of protobuf's default one.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 PROTO = Path(__file__).resolve().parent.parent / "service" / "api" / "kserve" / "proto"
 FILES = ("grpc_service.proto", "model_config.proto")
 _IMPORT = re.compile(r"^import (\w+_pb2)( as \w+)?$", re.MULTILINE)
+_DEFAULT_POOL = "DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile("
+_OWN_POOL = "from ._pool import POOL as _POOL\nDESCRIPTOR = _POOL.AddSerializedFile("
 
 
 def main() -> None:
@@ -40,6 +43,8 @@ def main() -> None:
     for path in [*PROTO.glob("*_pb2*.py"), *PROTO.glob("*_pb2*.pyi")]:
         text = path.read_text()
         fixed = _IMPORT.sub(r"from . import \1\2", text)
+        if _DEFAULT_POOL in fixed:
+            fixed = fixed.replace(_DEFAULT_POOL, _OWN_POOL)
         if fixed != text:
             path.write_text(fixed)
     for path in PROTO.glob("model_config_pb2_grpc.py*"):
