@@ -36,6 +36,7 @@ from service.bus import open_bus
 from service.forecaster import Forecaster, ObserveResult
 from service.lifecycle import model_lifecycle
 from service.metrics import Metrics
+from service.mqtt.bridge import bridged
 from service.registry import ModelRegistry
 from service.settings import Settings
 from service.state import open_store
@@ -141,7 +142,9 @@ def create_app(
             cfg.store_url.split("@")[-1],
         )
         try:
-            yield
+            async with bridged(forecaster, cfg, instruments.registry) as bridge:
+                app.state.mqtt = bridge
+                yield
         finally:
             app.state.started = False
             await forecaster.aclose()

@@ -164,12 +164,16 @@ class Forecaster:
         model: str,
         version: int | None = None,
         history: Observations | None = None,
+        *,
+        replace: bool = True,
     ) -> ObserveResult:
         """Bind a stream to a model version, (re)starting it from the initial state.
 
-        An existing stream of the same id is replaced. ``history`` warms the state up in one
-        call before the stream is stored. A new stream must fit in the tenant's stream limit
-        (``StreamLimitExceeded`` otherwise, nothing stored); a replaced one already does.
+        An existing stream of the same id is replaced; with ``replace=False`` it is kept as
+        it is (``created`` False: a racing creator on another replica got there first).
+        ``history`` warms the state up in one call before the stream is stored. A new stream
+        must fit in the tenant's stream limit (``StreamLimitExceeded`` otherwise, nothing
+        stored); a replaced one already does.
         """
         key = self._key(tenant, stream_id)
         runtime = self.registry.get(model, version)
@@ -208,8 +212,13 @@ class Forecaster:
         value = record.encode()
         # Counted before it is written, so no replica ever sees more streams than the limit.
         await self._quota.admit(tenant, stream_id)
-        existed = await self.store.get(key) is not None
-        await self.store.put(key, value, self._ttl)
+        if replace:
+            existed = await self.store.get(key) is not None
+            await self.store.put(key, value, self._ttl)
+        else:
+            existed = not await self.store.compare_and_set(key, None, value, self._ttl)
+            if existed:
+                return ObserveResult(await self.get_stream(tenant, stream_id), 0, ())
         self.engine.cache.put_many([(key, value)])
         self.metrics.streams_created.labels(runtime.name).inc()
         if seq:
