@@ -34,11 +34,11 @@ class Collected:
     def on(self, topic: str) -> list[Any]:
         return [payload for t, payload in self.messages if t == topic]
 
-    async def wait_for(self, topic: str, count: int, timeout: float = WAIT_SECONDS) -> list[Any]:
+    async def wait_for(self, topic: str, count: int, within: float = WAIT_SECONDS) -> list[Any]:
         """The first ``count`` messages on ``topic``, waiting for them to arrive."""
         async with self._arrived:
             await asyncio.wait_for(
-                self._arrived.wait_for(lambda: len(self.on(topic)) >= count), timeout
+                self._arrived.wait_for(lambda: len(self.on(topic)) >= count), within
             )
         return self.on(topic)[:count]
 
