@@ -7,6 +7,13 @@ replayed on subscribing or a sensor's resend is skipped, never applied twice. Re
 stream are applied in the order they arrived; those of different streams concurrently (the
 engine batches them).
 
+Replicas each subscribe to every reading by default, and race to apply it: the store's
+compare-and-set lets one win, the others see a duplicate, so each reading is applied once
+and, since every replica takes a stream's readings in order, none is skipped unapplied. (A
+shared subscription, ``mqtt_share_group``, splits the readings between replicas instead, and
+with them the order of one stream's readings.) Only the replica that applied a reading
+publishes its answer.
+
 The answers are not published by the message handler but heard through the bus's announcer
 (``service.bus.announce``): every update of the tenant's streams made in this process, by
 MQTT, REST or WebSocket alike, is published to the forecasts topic, the body an observe

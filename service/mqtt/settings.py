@@ -53,11 +53,14 @@ class MqttSettings(BaseModel):
         ),
     )
     mqtt_share_group: str = Field(
-        default="forecast",
+        default="",
         pattern=r"^[^/+#\s]{0,64}$",
         description=(
-            "Replicas subscribe as this MQTT shared-subscription group ($share/<group>/...), "
-            "so each reading reaches one replica; empty: every replica gets every reading."
+            "Empty (the default): every replica gets every reading, and the store's "
+            "deduplication applies each one once, in order. A group name subscribes as "
+            "$share/<group>/..., each reading going to one replica: less work, but readings "
+            "of one stream may then be applied out of order (an earlier one skipped) unless "
+            "the broker keeps a topic on one member or each message holds all of them."
         ),
     )
     mqtt_qos: Literal[0, 1, 2] = Field(
