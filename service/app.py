@@ -25,6 +25,7 @@ from service.api.docs import OfflineSwaggerPlugin
 from service.api.errors import exception_handlers
 from service.api.health import live, metrics, ready
 from service.api.kserve import v2_router
+from service.api.listing import list_streams_page
 from service.api.middleware import metrics_middleware
 from service.api.openapi import describe_errors
 from service.api.paths import EncodedSlashRouting, stream_id_middleware
@@ -160,6 +161,7 @@ def create_app(
         route_handlers=[
             ModelController,
             StreamController,
+            list_streams_page,
             observe_bulk,
             observations_socket,
             forecast_events,

@@ -123,6 +123,11 @@ class Forecaster:
         )
         metrics.active_streams.set_function(self._count_active)
 
+    @property
+    def key_prefix(self) -> str:
+        """The namespace of every key this forecaster writes (``Settings.key_prefix``)."""
+        return self._prefix
+
     # -- stateless -------------------------------------------------------------------------
 
     async def forecast(

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 from service.bus.base import ForecastBus, Inbox
 from service.core.answers import AnswerChunk, ObserveResult
-from service.state.keys import stream_channel, stream_key
+from service.state.keys import stream_channel, tenant_streams
 
 #: What the engine announces: (stream key, answer columns, row of this stream).
 Update = tuple[str, AnswerChunk, int]
@@ -75,8 +75,7 @@ class Announcer:
 
     def _start(self, tenant: str) -> str:
         """What every stream key of ``tenant`` starts with (the tenant ends at its ``:``)."""
-        key = stream_key(self._prefix, tenant, "")
-        return key[: len(key) - 1]  # drop the closing brace
+        return tenant_streams(self._prefix, tenant)
 
     def _listeners_of(self, key: str) -> set[Inbox[Heard]] | None:
         tenant_end = key.index(":", key.index("{"))
