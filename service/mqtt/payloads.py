@@ -16,7 +16,7 @@ from litestar.exceptions import ValidationException
 from service.api.bodies import check_depth
 from service.api.decoders import observe_body
 from service.core.observations import Observations
-from service.errors import ForecastError
+from service.errors import ForecastError, MalformedInput
 
 #: How the decoder names the readings, and how a refusal names them for MQTT.
 _FIELD, _PAYLOAD = "observations", "payload"
@@ -61,7 +61,7 @@ def readings(payload: bytes) -> Observations:
     except ForecastError as exc:
         raise Refusal.of(exc) from None
     except msgspec.DecodeError as exc:
-        raise Refusal("malformed-input", f"the payload is not valid JSON: {exc}") from None
+        raise Refusal(MalformedInput.code, f"the payload is not valid JSON: {exc}") from None
     if isinstance(shape, dict):
         body = b'{"observations":[' + payload + b"]}"
     elif isinstance(shape, list) and shape:

@@ -127,7 +127,7 @@ async def test_refused_messages_go_to_the_errors_topic_with_their_reason(
         await publish(mosquitto.url, bad)
         errors = await heard.wait_for("errors/known", 5)
         assert [e["code"] for e in errors] == [
-            "malformed-input",
+            "malformed-body",
             "invalid-input",
             "invalid-input",
             "invalid-input",
