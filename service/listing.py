@@ -79,7 +79,7 @@ class Position:
                 "the cursor is not one this service handed out", field="cursor"
             ) from None
         fields_ok = isinstance(shard, int) and isinstance(scan, int) and isinstance(after, str)
-        if version != _FORMAT or not fields_ok or shard < 0 or scan < 0:
+        if version != _FORMAT or not fields_ok or not (0 <= shard < 2**16 and 0 <= scan < 2**64):
             raise InvalidCursor("the cursor is not one this service handed out", field="cursor")
         if made_for != prefix:
             raise InvalidCursor(

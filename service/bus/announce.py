@@ -59,10 +59,13 @@ class Announcer:
             await self.bus.publish(messages)
 
     @contextlib.asynccontextmanager
-    async def listen(self, tenant: str) -> AsyncIterator[AsyncIterator[Heard]]:
-        """Every update of ``tenant``'s streams made in this process, while the block runs."""
+    async def listen(
+        self, tenant: str, *, on_drop: Callable[[], None] | None = None
+    ) -> AsyncIterator[AsyncIterator[Heard]]:
+        """Every update of ``tenant``'s streams made in this process, while the block runs;
+        ``on_drop`` is called for each one a full inbox loses."""
         start = self._start(tenant)
-        inbox: Inbox[Heard] = Inbox()
+        inbox: Inbox[Heard] = Inbox(on_drop)
         self._listeners.setdefault(start, set()).add(inbox)
         try:
             yield inbox

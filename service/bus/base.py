@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -45,12 +45,15 @@ class Inbox(Generic[T]):
     keep-alive) leaves a generator closed for good, while a queue read can simply be retried.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_drop: Callable[[], None] | None = None) -> None:
         self._queue: asyncio.Queue[T | None] = asyncio.Queue(QUEUE_LIMIT)
+        self._on_drop = on_drop
 
     def put(self, payload: T | None) -> None:
         if self._queue.full():  # a slow reader loses the oldest, never blocks the writers
             self._queue.get_nowait()
+            if self._on_drop is not None:
+                self._on_drop()
         self._queue.put_nowait(payload)
 
     def end(self) -> None:

@@ -97,7 +97,10 @@ class Bridge:
 
     async def run(self) -> None:
         """Connect, subscribe and apply messages; reconnect with backoff; until cancelled."""
-        async with self._forecaster.announcer.listen(self.tenant) as heard:
+        listening = self._forecaster.announcer.listen(
+            self.tenant, on_drop=self.metrics.unpublished.inc
+        )
+        async with listening as heard:
             publisher = asyncio.create_task(self._publish_all(heard), name="mqtt-publisher")
             try:
                 await self._connect_forever()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.listing import InvalidCursor, StreamSummary, list_streams
+from service.listing import InvalidCursor, Position, StreamSummary, list_streams
 from service.state.base import StateStore
 from service.state.keys import quota_key, stream_key, tenant_streams
 from service.state.record import StreamRecord
@@ -110,7 +110,8 @@ async def test_cursors_it_did_not_hand_out_are_refused(store: StateStore) -> Non
     await put_streams(store, "acme", [f"s{i}" for i in range(5)])
     _, cursor = await list_streams(store, PREFIX, "acme", limit=2)
     assert cursor is not None
-    for bad in ["", "not-base64!", "bm9wZQ", cursor[:-3], "WzEsIDk5LCAwLCAiIiwgIiJd"]:
+    huge = [Position(0, 2**64).encode(""), Position(2**16, 0).encode(""), Position(99).encode("")]
+    for bad in ["", "not-base64!", "bm9wZQ", cursor[:-3], "WzEsIDk5LCAwLCAiIiwgIiJd", *huge]:
         with pytest.raises(InvalidCursor):
             await list_streams(store, PREFIX, "acme", limit=2, cursor=bad)
     with pytest.raises(InvalidCursor, match="another prefix"):
