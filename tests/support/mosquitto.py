@@ -1,24 +1,21 @@
 """A real ``mosquitto`` broker for tests, on a free loopback port with its own directory.
 
 Debian's package (``/usr/sbin/mosquitto``), installed on demand the way the deployment
-tests install their tools. ``restart()`` brings the broker back on the same port, as a
-broker coming back after an outage would.
+tests install their tools. ``stop()`` then ``start()`` brings the broker back on the same
+port, as a broker coming back after an outage would.
 """
 
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
-from types import TracebackType
+from typing import Any
 
 from tests.support.debian import ensure_tool
+from tests.support.process import ServerProcess, accepts_connections, stop_process
 from tests.support.redis_server import free_port
-
-START_TIMEOUT_SECONDS = 10.0
 
 
 def mosquitto_binary() -> tuple[str | None, str]:
@@ -26,8 +23,12 @@ def mosquitto_binary() -> tuple[str | None, str]:
     return ensure_tool("mosquitto", "mosquitto")
 
 
-class Mosquitto:
+class Mosquitto(ServerProcess):
     """One broker process: anonymous clients, no persistence, logging to its directory."""
+
+    name = "mosquitto"
+    start_timeout = 10.0
+    poll_interval = 0.02
 
     def __init__(self, binary: str) -> None:
         self.binary = binary
@@ -47,54 +48,22 @@ class Mosquitto:
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
-    def start(self) -> Mosquitto:
-        if self._process is not None and self._process.poll() is None:
-            return self
+    def _launch(self) -> subprocess.Popen[Any]:
         self._process = subprocess.Popen(
             [self.binary, "-c", str(self.config)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while True:
-            if self._process.poll() is not None:
-                log = (self.directory / "mosquitto.log").read_text(errors="replace")[-500:]
-                raise RuntimeError(f"mosquitto exited with {self._process.returncode}: {log}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"mosquitto did not listen on {self.port}") from None
-                time.sleep(0.02)
+        return self._process
+
+    def _ready(self) -> bool:
+        return accepts_connections(self.port)
 
     def stop(self) -> None:
-        if self._process is None:
-            return
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        """Stop the broker (an outage); ``start()`` brings it back on the same port."""
+        stop_process(self._process)
         self._process = None
-
-    def restart(self) -> Mosquitto:
-        self.stop()
-        return self.start()
 
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> Mosquitto:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
