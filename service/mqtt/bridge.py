@@ -49,7 +49,8 @@ from service.settings import Settings
 
 log = logging.getLogger("service.mqtt")
 
-#: Messages being applied at once (more wait in the client's queue, unacknowledged by us).
+#: Messages being applied at once; more wait in the client's queue (already acknowledged:
+#: the client acknowledges QoS 1 on receipt, so a crash loses what waits there).
 IN_FLIGHT = 256
 #: First pause before reconnecting; it doubles after each failed attempt.
 FIRST_BACKOFF_SECONDS = 0.5
@@ -123,7 +124,7 @@ class Bridge:
                     delay = FIRST_BACKOFF_SECONDS
                     async for message in client.messages:
                         await self._take(message)
-                raise aiomqtt.MqttError("the broker ended the session")  # pragma: no cover
+                log.warning("MQTT %s ended the session; reconnecting in %.1f s", self.broker, delay)
             except aiomqtt.MqttError as exc:
                 log.warning("MQTT %s: %s; reconnecting in %.1f s", self.broker, exc, delay)
             except Exception:  # never a dead bridge: log it and connect again
