@@ -21,8 +21,14 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from service.bus.base import Inbox
-from service.bus.shared import ListedBus, SubscriberCache, close_pubsub, names, payload
-from service.errors import StoreUnavailable
+from service.bus.shared import (
+    ListedBus,
+    SubscriberCache,
+    close_pubsub,
+    names,
+    payload,
+    send_pipeline,
+)
 from service.state.redis import bounded, client_options
 
 log = logging.getLogger("service.bus")
@@ -111,10 +117,7 @@ class RedisClusterBus(ListedBus):
         pipe = self._client.pipeline()  # one round trip per owning primary, sent concurrently
         for channel, body in messages:
             pipe.spublish(channel, body)
-        try:
-            await bounded(pipe.execute(), self._timeout, "SPUBLISH")
-        except StoreUnavailable as exc:  # the update itself is stored; only its echo is lost
-            log.warning("could not publish %d forecast(s): %s", len(messages), exc)
+        await send_pipeline(pipe.execute(), len(messages), self._timeout, "SPUBLISH")
 
     @contextlib.asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[bytes]]:

@@ -14,7 +14,14 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from service.bus.base import Fanout, Inbox
-from service.bus.shared import ListedBus, SubscriberCache, close_pubsub, names, payload
+from service.bus.shared import (
+    ListedBus,
+    SubscriberCache,
+    close_pubsub,
+    names,
+    payload,
+    send_pipeline,
+)
 from service.errors import StoreUnavailable
 from service.state.redis import bounded, client_options
 
@@ -153,10 +160,7 @@ class RedisBus(ListedBus):
         pipe = self._client.pipeline(transaction=False)
         for channel, body in messages:
             pipe.publish(channel, body)
-        try:
-            await bounded(pipe.execute(), self._timeout, "PUBLISH")
-        except StoreUnavailable as exc:  # the update itself is stored; only its echo is lost
-            log.warning("could not publish %d forecast(s): %s", len(messages), exc)
+        await send_pipeline(pipe.execute(), len(messages), self._timeout, "PUBLISH")
 
     @contextlib.asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[bytes]]:

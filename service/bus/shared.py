@@ -18,6 +18,7 @@ from typing import Any
 from redis.asyncio.client import PubSub
 
 from service.errors import StoreUnavailable
+from service.state.redis import bounded
 
 log = logging.getLogger("service.bus")
 
@@ -90,4 +91,13 @@ def payload(message: dict[str, Any]) -> bytes:
     return data if isinstance(data, bytes) else str(data).encode()
 
 
-__all__ = ["ListedBus", "SubscriberCache", "close_pubsub", "names", "payload"]
+async def send_pipeline(execute: Awaitable[Any], count: int, seconds: float, what: str) -> None:
+    """Run a pipeline of ``count`` publications; an outage is logged, never raised (the
+    updates themselves are stored; only their echo is lost)."""
+    try:
+        await bounded(execute, seconds, what)
+    except StoreUnavailable as exc:
+        log.warning("could not publish %d forecast(s): %s", count, exc)
+
+
+__all__ = ["ListedBus", "SubscriberCache", "close_pubsub", "names", "payload", "send_pipeline"]
