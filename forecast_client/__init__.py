@@ -49,6 +49,8 @@ from forecast_client.types import (
     Stream,
     StreamAnswer,
     StreamEvent,
+    StreamPage,
+    StreamSummary,
     Summary,
 )
 
@@ -85,7 +87,9 @@ __all__ = [
     "StreamAnswer",
     "StreamEvent",
     "StreamLimitExceeded",
+    "StreamPage",
     "StreamSocket",
+    "StreamSummary",
     "Summary",
     "Unauthorized",
     "__version__",
