@@ -72,6 +72,17 @@ EXAMPLES: Final[dict[str, Any]] = {
             }
         ]
     },
+    "StreamListOut": {
+        "streams": [
+            {
+                "stream_id": "pump-7",
+                "model": {"name": "demo-lstm", "version": 1},
+                "seq": 2,
+                "last_timestamp": "2026-11-23T09:00:00Z",
+            }
+        ],
+        "next_cursor": "cHVtcC03",
+    },
     "ModelsOut": {"models": [{"name": "demo-lstm", "versions": [1], "latest": _SUMMARY}]},
     "ModelDetailOut": {
         "name": "demo-lstm",
