@@ -23,6 +23,7 @@ import httpx
 import numpy as np
 import pytest
 import redis
+import tritonclient.grpc
 
 from service.runtime import load_runtime
 from service.state.keys import stream_key
@@ -143,6 +144,14 @@ async def test_streams_survive_redis_and_replica_restarts_behind_nginx(
     redis_server, (replica_a, replica_b), balancer = deployment
     model, model_dir = baked_model()
     data = {f"sensor-{i}": series(i) for i in range(STREAMS)}
+    for replica in (replica_a, replica_b):  # the compose file turns v2 over gRPC on
+        assert replica.grpc_port is not None
+        grpc = tritonclient.grpc.InferenceServerClient(f"127.0.0.1:{replica.grpc_port}")
+        try:
+            assert grpc.is_server_ready()
+            assert grpc.is_model_ready(model)
+        finally:
+            grpc.close()
     thirds = (LENGTH // 3, 2 * LENGTH // 3, 5 * LENGTH // 6, LENGTH)
 
     async with httpx.AsyncClient(timeout=10.0) as http:

@@ -218,6 +218,8 @@ def _check_server_container(
     assert settings.host == "0.0.0.0"
     container_ports = {p["containerPort"] for p in container["ports"]}
     assert settings.port in container_ports, "FORECAST_PORT is a port the container declares"
+    if settings.grpc_port:
+        assert settings.grpc_port in container_ports, "so is FORECAST_GRPC_PORT, when it is on"
     assert str(settings.model_repository) == model_dir
     probes = _probes(container)
     assert {"liveness", "readiness"} <= {
@@ -261,7 +263,7 @@ def test_overlays_run_the_service_as_the_image_expects(
 
 
 def test_selectors_ports_and_scrapes_line_up(
-    renders: dict[str, list[dict[str, Any]]], app_client: Any
+    renders: dict[str, list[dict[str, Any]]], app_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for overlay in OVERLAYS:
         objects = renders[overlay.name]
@@ -273,8 +275,11 @@ def test_selectors_ports_and_scrapes_line_up(
         service = find(objects, "Service", "stateful-forecast")
         assert _selects(service["spec"]["selector"], pod_labels)
         container = _container(objects, "Deployment", "forecast")
+        settings = _settings_of(_resolved_env(container), monkeypatch)
+        served = {"http": settings.port, "grpc": settings.grpc_port}
+        assert {p["name"] for p in service["spec"]["ports"]} == set(served)
         for port in service["spec"]["ports"]:
-            assert _port(container, port["targetPort"]) == 8000
+            assert _port(container, port["targetPort"]) == served[port["name"]]
         pdb = find(objects, "PodDisruptionBudget")
         assert _selects(pdb["spec"]["selector"]["matchLabels"], pod_labels)
         spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]

@@ -36,6 +36,12 @@ class ServiceProcess:
         self.command = command
         self.port = port if port is not None else free_port()
         self.env = {**(env or {})}
+        #: A deployment file's gRPC port (FORECAST_GRPC_PORT) becomes a free one of this
+        #: process's own, so replicas on one host do not fight over it; None when off.
+        self.grpc_port: int | None = None
+        if self.env.get("FORECAST_GRPC_PORT", "0") != "0":
+            self.grpc_port = free_port()
+            self.env["FORECAST_GRPC_PORT"] = str(self.grpc_port)
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
         self._log_file: BinaryIO | None = None
