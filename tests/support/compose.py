@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from tests.support.service_process import ROOT
+from tests.support.service_process import GRPC_PORT_AUTO, ROOT
 
 COMPOSE = ROOT / "docker-compose.yml"
 NGINX_SITE = ROOT / "deploy" / "nginx" / "forecast.conf"
@@ -29,7 +29,8 @@ def compose_services() -> dict[str, Any]:
 def replica_env(redis_url: str) -> dict[str, str]:
     """The compose file's environment for the service, with the container-only values local.
 
-    ``FORECAST_PORT`` is left out: each replica binds a free port of its own here.
+    ``FORECAST_PORT`` is left out: each replica binds a free port of its own here, and a
+    gRPC port the file turns on becomes one of each replica's own too.
     """
     env = {str(k): str(v) for k, v in compose_services()["forecast"]["environment"].items()}
     local = {
@@ -41,6 +42,8 @@ def replica_env(redis_url: str) -> dict[str, str]:
     if missing:
         raise ValueError(f"the compose file no longer sets what the tests swap: {missing}")
     del env["FORECAST_PORT"]
+    if env.get("FORECAST_GRPC_PORT", "0") != "0":
+        env["FORECAST_GRPC_PORT"] = GRPC_PORT_AUTO
     return {**env, **local}
 
 

@@ -21,6 +21,10 @@ READY_TIMEOUT_SECONDS = 60.0
 PYTHON_M_SERVICE = (sys.executable, "-m", "service")
 
 
+#: FORECAST_GRPC_PORT for a ServiceProcess: a free port, chosen when it is made.
+GRPC_PORT_AUTO = "auto"
+
+
 class ServiceProcess:
     """``python -m service`` (or ``command``) with ``FORECAST_*`` settings; waits for
     ``/health/ready``."""
@@ -36,12 +40,15 @@ class ServiceProcess:
         self.command = command
         self.port = port if port is not None else free_port()
         self.env = {**(env or {})}
-        #: A deployment file's gRPC port (FORECAST_GRPC_PORT) becomes a free one of this
-        #: process's own, so replicas on one host do not fight over it; None when off.
+        #: The v2 gRPC port (FORECAST_GRPC_PORT), None when off. ``GRPC_PORT_AUTO`` there (as
+        #: ``replica_env`` writes it) becomes a free port of this process's own, so replicas
+        #: on one host do not fight over the deployment file's port.
         self.grpc_port: int | None = None
-        if self.env.get("FORECAST_GRPC_PORT", "0") != "0":
-            self.grpc_port = free_port()
-            self.env["FORECAST_GRPC_PORT"] = str(self.grpc_port)
+        grpc = self.env.get("FORECAST_GRPC_PORT", "0")
+        if grpc == GRPC_PORT_AUTO:
+            grpc = self.env["FORECAST_GRPC_PORT"] = str(free_port())
+        if grpc != "0":
+            self.grpc_port = int(grpc)
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
         self._log_file: BinaryIO | None = None
