@@ -177,10 +177,8 @@ def create_app(
             ui_asset,
         ],
         dependencies={
-            "forecaster": Provide(_forecaster, sync_to_thread=False),
             "registry": Provide(_registry, sync_to_thread=False),
             "tenant": Provide(provide_tenant, sync_to_thread=False),
-            "max_series": Provide(lambda: cfg.max_series, sync_to_thread=False),
         },
         # Every route needs a key of the right role, except health, metrics, docs and the
         # page's own files (its data calls carry the key).
@@ -224,11 +222,6 @@ def create_app(
         body_timeout_seconds=cfg.http_body_timeout_seconds,
     )
     return app
-
-
-def _forecaster(state: State) -> Forecaster:
-    forecaster: Forecaster = state.forecaster
-    return forecaster
 
 
 def _registry(state: State) -> ModelRegistry:

@@ -7,9 +7,10 @@ from typing import Annotated
 
 import msgspec
 from litestar import get
+from litestar.datastructures import State
 from litestar.params import QueryParameter
 
-from service.api.deps import ForecasterDep, TenantDep
+from service.api.deps import TenantDep, forecaster_of
 from service.api.schemas import ModelRef, from_epoch
 from service.ids import MAX_ID_BYTES
 from service.listing import MAX_LIMIT, list_streams
@@ -55,7 +56,7 @@ class StreamListOut(msgspec.Struct):
     ),
 )
 async def list_streams_page(
-    forecaster: ForecasterDep,
+    state: State,
     tenant: TenantDep,
     prefix: Annotated[
         str,
@@ -75,6 +76,7 @@ async def list_streams_page(
         ),
     ] = None,
 ) -> StreamListOut:
+    forecaster = forecaster_of(state)
     streams, following = await list_streams(
         forecaster.store,
         forecaster.key_prefix,

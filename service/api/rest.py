@@ -12,7 +12,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 
 from service.api.bulk import observe_streams
 from service.api.decoders import BulkBody, CreateBody, ForecastBody
-from service.api.deps import ForecasterDep, MaxSeriesDep, RegistryDep, TenantDep
+from service.api.deps import RegistryDep, TenantDep, forecaster_of
 from service.api.dto import BulkDTO, CreateDTO, ForecastDTO, ObserveDTO
 from service.api.openapi_models import ModelDetailOut, ModelsOut, answers
 from service.api.readings import (
@@ -111,17 +111,14 @@ class ModelController(Controller):
         return_dto=None,
     )
     async def forecast(
-        self,
-        forecaster: ForecasterDep,
-        max_series: MaxSeriesDep,
-        name: FromPath[str],
-        data: JSONBody[ForecastBody],
+        self, state: State, name: FromPath[str], data: JSONBody[ForecastBody]
     ) -> ForecastResponse:
+        max_series: int = state.settings.max_series
         if len(data.series) > max_series:
             raise PayloadTooLarge(
                 f"{len(data.series)} series exceed the limit of {max_series}", field="series"
             )
-        results = await forecaster.forecast(name, data.version, data.series)
+        results = await forecaster_of(state).forecast(name, data.version, data.series)
         return ForecastResponse(
             forecasts=[
                 series_forecast_out(f, sid) for sid, f in zip(data.ids, results, strict=True)
@@ -141,12 +138,12 @@ class StreamController(Controller):
     )
     async def put_stream(
         self,
-        forecaster: ForecasterDep,
+        state: State,
         tenant: TenantDep,
         stream_id: StreamId,
         data: JSONBody[CreateBody],
     ) -> Response[ObserveOut]:
-        result = await forecaster.create_stream(
+        result = await forecaster_of(state).create_stream(
             tenant, stream_id, data.model, data.version, data.history
         )
         if not result.created:
@@ -159,20 +156,19 @@ class StreamController(Controller):
     @get("/{stream_id:str}", summary="A stream's position and latest forecast")
     async def get_stream(
         self,
-        forecaster: ForecasterDep,
+        state: State,
         tenant: TenantDep,
         stream_id: StreamId,
         readings: ReadingsQuery = 0,
     ) -> StreamDetailOut:
+        forecaster = forecaster_of(state)
         if readings:
             return await stream_with_readings(forecaster, tenant, stream_id, readings)
         return detail_out(await forecaster.get_stream(tenant, stream_id))
 
     @delete("/{stream_id:str}", summary="Forget a stream", status_code=HTTP_204_NO_CONTENT)
-    async def delete_stream(
-        self, forecaster: ForecasterDep, tenant: TenantDep, stream_id: StreamId
-    ) -> None:
-        await forecaster.delete_stream(tenant, stream_id)
+    async def delete_stream(self, state: State, tenant: TenantDep, stream_id: StreamId) -> None:
+        await forecaster_of(state).delete_stream(tenant, stream_id)
 
     @post(
         "/{stream_id:str}/observations",
@@ -183,12 +179,12 @@ class StreamController(Controller):
     )
     async def observe(
         self,
-        forecaster: ForecasterDep,
+        state: State,
         tenant: TenantDep,
         stream_id: StreamId,
         data: JSONBody[Observations],
     ) -> ObserveOut:
-        return observe_out(await forecaster.observe(tenant, stream_id, data))
+        return observe_out(await forecaster_of(state).observe(tenant, stream_id, data))
 
 
 def _dump(value: Any) -> Any:
@@ -204,7 +200,8 @@ def _dump(value: Any) -> Any:
     return_dto=None,
 )
 async def observe_bulk(
-    forecaster: ForecasterDep, tenant: TenantDep, state: State, data: JSONBody[BulkBody]
+    tenant: TenantDep, state: State, data: JSONBody[BulkBody]
 ) -> BulkObserveResponse:
     limit: int = state.settings.max_observations
-    return BulkObserveResponse(results=await observe_streams(forecaster, tenant, data, limit))
+    answers = await observe_streams(forecaster_of(state), tenant, data, limit)
+    return BulkObserveResponse(results=answers)

@@ -25,7 +25,7 @@ from service.api.auth import principal_of
 from service.api.bodies import decode_json, message_id
 from service.api.bulk import error_answer, observe_streams
 from service.api.decoders import BulkBody, reference_bulk, stream_message
-from service.api.deps import ForecasterDep, TenantDep
+from service.api.deps import TenantDep, forecaster_of
 from service.api.errors import problem_body
 from service.api.requests import BulkObserveRequest, StreamObservationsIn
 from service.api.rest import StreamId
@@ -114,7 +114,7 @@ async def observations_socket(socket: WebSocket[Any, Any, Any]) -> None:
     worth of messages in a row is not slowing down, and the socket is closed with 1008.
     """
     state: State = socket.app.state
-    forecaster: Forecaster = state.forecaster
+    forecaster = forecaster_of(state)
     settings: Settings = state.settings
     tenant = principal_of(socket).tenant
     await socket.accept()
@@ -291,9 +291,7 @@ def _correlation_id(value: Any) -> str | int | None:
     summary="Server-sent events: each new forecast of the stream, from any replica",
     tags=["streams"],
 )
-async def forecast_events(
-    forecaster: ForecasterDep, tenant: TenantDep, stream_id: StreamId, state: State
-) -> ServerSentEvent:
+async def forecast_events(tenant: TenantDep, stream_id: StreamId, state: State) -> ServerSentEvent:
     """First a ``snapshot`` event with the stream as it is, then a ``forecast`` event per
     update (the same body as an observe answer), and a comment after each
     ``sse_keepalive_seconds`` of silence to keep proxies from closing an idle connection.
@@ -303,6 +301,7 @@ async def forecast_events(
     that breaks off. Should the feed fail later, an ``error`` event (a problem body) ends the
     stream; the client reconnects for a fresh snapshot, as it does when the feed ends.
     """
+    forecaster = forecaster_of(state)
     keepalive = state.settings.sse_keepalive_seconds
     subscription = AsyncExitStack()
     try:

@@ -18,7 +18,9 @@ from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
+from service.api.auth import principal_of
 from service.api.bodies import decode_json
+from service.api.deps import forecaster_of
 from service.api.kserve import describe, repository
 from service.api.kserve.errors import error_response, exception_handlers
 from service.api.kserve.schemas import (
@@ -43,7 +45,6 @@ from service.api.kserve.wire import (
     decode_body,
 )
 from service.errors import PayloadTooLarge
-from service.forecaster import Forecaster
 from service.lifecycle import ModelLifecycle
 from service.registry import ModelRegistry
 
@@ -262,13 +263,16 @@ class KServeController(Controller):
     async def infer(
         self,
         request: Request[Any, Any, Any],
-        forecaster: NamedDependency[Forecaster],
-        registry: NamedDependency[ModelRegistry],
-        tenant: NamedDependency[str],
         v2: NamedDependency[V2],
         name: FromPath[str],
         version: FromPath[str | None] = None,
     ) -> Response[bytes]:
+        # The hot route takes one dependency: Litestar resolves two or more in a task group
+        # per request (see service.api.deps); the rest is read off the app and the caller.
+        state = request.app.state
+        registry: ModelRegistry = state.registry
+        forecaster = forecaster_of(state)
+        tenant = principal_of(request).tenant
         number = describe.parse_version(version)
         runtime = registry.get(name, number)
         limit = v2.options.max_body_bytes
