@@ -81,6 +81,7 @@ from litestar.types import ExceptionHandlersMap
 
 from service import __version__, errors, request_id
 from service.api.bodies import decode_json
+from service.api.v2_scores import step_parameters
 from service.core.observations import synthetic_times
 from service.errors import (
     Conflict,
@@ -461,6 +462,7 @@ def encode_response(
     forecast: FloatArray,
     *,
     binary: bool,
+    parameters: dict[str, Any] | None = None,
 ) -> Response[bytes]:
     """The inference response; a binary ``forecast`` follows the JSON part in the body."""
     output: dict[str, Any] = {
@@ -478,6 +480,8 @@ def encode_response(
     body: dict[str, Any] = {"model_name": model, "model_version": str(version)}
     if request_id is not None:
         body["id"] = request_id
+    if parameters is not None:
+        body["parameters"] = parameters
     body["outputs"] = [output]
     head = json.dumps(body, separators=(",", ":")).encode()
     if not binary:
@@ -664,6 +668,7 @@ class KServeController(Controller):
         )
         header, binary = split_body(body, request.headers.get(HEADER_LENGTH))
         parsed = parse_infer_request(header, binary, runtime, v2_options.max_batch_size)
+        parameters = None
         if parsed.sequence is None:
             values = await _stateless(forecaster, runtime, parsed)
             model, served = runtime.name, runtime.version
@@ -676,8 +681,14 @@ class KServeController(Controller):
                 raise Conflict("the sequence has no forecast yet", field="sequence_id")
             values = forecast.values[None]
             model, served = result.stream.model, result.stream.version
+            parameters = step_parameters(result)
         return encode_response(
-            model, served, parsed.request_id, values, binary=parsed.binary_output
+            model,
+            served,
+            parsed.request_id,
+            values,
+            binary=parsed.binary_output,
+            parameters=parameters,
         )
 
 

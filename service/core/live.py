@@ -128,5 +128,18 @@ class LiveAccuracy:
         }
 
 
+def headline(accuracy: dict[str, dict[str, float]] | None, live: dict[str, Any]) -> str:
+    """One line a person reads: the held-out figure beside the last hour's."""
+    trained = (accuracy or {}).get("model", {}).get("mase")
+    first = "trained: no held-out MASE" if trained is None else f"trained: MASE {trained:.2f}"
+    skill, coverage = live["relative_mae"], live["coverage"]
+    if skill is None or coverage is None:
+        return f"{first}, live last hour: nothing scored"
+    return (
+        f"{first}, live last hour: MAE / naive MAE {skill:.2f}, "
+        f"interval coverage {coverage:.0%} over {live['scored']} readings"
+    )
+
+
 def quantile_label(q: float) -> str:
     return format(q, "g")
