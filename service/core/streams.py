@@ -100,6 +100,7 @@ class Streams:
             history_ts=block["history_ts"] if layout.rows else None,
             history_values=block["history_values"] if layout.rows else None,
             history_length=history_length,
+            tail=block if layout.scored else None,
         )
 
     def _score_tail(self, n: int, tail: Block | None) -> None:
