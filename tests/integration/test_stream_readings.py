@@ -68,7 +68,11 @@ async def test_readings_come_only_when_asked_and_end_at_the_streams_position(
     body = r.json()
     assert {k: v for k, v in body.items() if k != "readings"} == plain
     assert body["readings"] == [
-        {"timestamp": iso(reading(i)["timestamp"]), "values": reading(i)["values"], "anomaly": False}
+        {
+            "timestamp": iso(reading(i)["timestamp"]),
+            "values": reading(i)["values"],
+            "anomaly": False,
+        }
         for i in (6, 7, 8)
     ]
     assert body["readings"][-1]["timestamp"] == body["last_timestamp"].replace("+00:00", "Z")
