@@ -12,7 +12,6 @@ import msgspec
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.middleware import DefineMiddleware
 from litestar.openapi.config import OpenAPIConfig
 from prometheus_client import CollectorRegistry
 
@@ -20,14 +19,14 @@ from service import __version__
 from service.api.access import request_context
 from service.api.admin import AdminController
 from service.api.auth import Authenticator, announce, auth_guard, provide_tenant
-from service.api.bodies import BoundedRequest, body_deadline
+from service.api.bodies import BoundedRequest
 from service.api.docs import OfflineSwaggerPlugin
 from service.api.errors import exception_handlers
 from service.api.health import live, metrics, ready
 from service.api.kserve import v2_router
-from service.api.middleware import metrics_middleware
+from service.api.middleware import request_recorder
 from service.api.openapi import describe_errors
-from service.api.paths import EncodedSlashRouting, stream_id_middleware
+from service.api.paths import stream_id_middleware
 from service.api.rest import ModelController, StreamController, observe_bulk
 from service.api.schemas import observe_out
 from service.api.streaming import forecast_events, observations_socket
@@ -183,9 +182,7 @@ def create_app(
         lifespan=[announce(authenticator), lifespan, model_lifecycle(cfg.model_poll_seconds)],
         exception_handlers=exception_handlers(),
         middleware=[
-            DefineMiddleware(metrics_middleware(instruments)),
             stream_id_middleware,
-            body_deadline(cfg.http_body_timeout_seconds),
         ],
         request_class=BoundedRequest,
         request_max_body_size=cfg.max_body_bytes,
@@ -205,10 +202,15 @@ def create_app(
     )
     # Built now (and cached), with the error bodies the service really sends.
     describe_errors(app.openapi_schema)
-    # In front of the router: a stream id's encoded '/' must not split its path segment.
-    app.asgi_handler = EncodedSlashRouting(app.asgi_handler)
-    # Outside the routes' middleware, so unmatched paths get an id and a log line too.
-    app.asgi_handler = request_context(app.asgi_handler, spans)
+    # One layer in front of the router for every connection (unmatched paths included): its
+    # id, metrics, access line and span, encoded slashes kept in their path segment, and the
+    # body's deadline.
+    app.asgi_handler = request_context(
+        app.asgi_handler,
+        request_recorder(instruments),
+        spans,
+        body_timeout_seconds=cfg.http_body_timeout_seconds,
+    )
     return app
 
 

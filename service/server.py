@@ -10,7 +10,7 @@ descriptor limit. Three settings bound that:
   the HTTP protocol, since no request exists for the app to see yet; the client gets a bare
   ``408`` and the connection is closed.
 - ``http_body_timeout_seconds``: the whole body must arrive within this long of the
-  headers. Enforced in the app (``service.api.bodies.body_deadline``), so the answer is a
+  headers. Enforced in the app (``service.api.bodies.deadline_receive``), so the answer is a
   ``408`` in the API's own error form.
 - ``http_max_connections``: connections beyond it are answered ``503`` by uvicorn.
 """

@@ -1,7 +1,9 @@
-"""The outermost layer of every HTTP request and WebSocket: its id, its access log line, its span.
+"""The outermost layer of every HTTP request and WebSocket: its id, its access log line, its
+request metrics, its span.
 
 It wraps the app's whole handler (``Litestar.asgi_handler``), not the per-route middleware
-stack, so unmatched paths, wrong methods and the docs get an id and a log line too. For each
+stack, so unmatched paths, wrong methods and the docs get an id, a log line and a count too
+(one layer for all of them: each layer costs every request a closure and an await). For each
 connection it takes the request id from ``X-Request-ID`` (or makes one), makes it current for
 everything below, returns it in the response's ``X-Request-ID`` header, and, once the answer
 is complete, writes one access log line (``service.access``: INFO, DEBUG for the health
@@ -10,13 +12,18 @@ probes and ``/metrics``, which orchestrators and Prometheus call every few secon
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any, Final, cast
 
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import request_id
+from service.api.bodies import deadline_receive
+from service.api.middleware import UNMATCHED, RequestRecorder
+from service.api.paths import PathNotUTF8, refuse, reroute
 from service.tracing import Tracing
 
 ACCESS_LOGGER: Final = "service.access"
@@ -25,15 +32,32 @@ _HEADER: Final = request_id.HEADER.lower().encode("latin-1")
 _QUIET_PREFIXES: Final = ("/health/", "/v2/health/", "/metrics")
 
 
-def request_context(app: ASGIApp, tracing: Tracing | None = None) -> ASGIApp:
+def request_context(
+    app: ASGIApp,
+    record: RequestRecorder | None = None,
+    tracing: Tracing | None = None,
+    body_timeout_seconds: float | None = None,
+) -> ASGIApp:
     """``app`` wrapped so every HTTP and WebSocket connection gets an id, a log line and,
-    with ``tracing``, a server span."""
+    with ``tracing``, a server span; with ``record``, every HTTP request is counted and timed
+    under its route template (``unmatched`` for 404s and wrong methods).
+
+    In front of the router it also re-escapes a path holding encoded slashes
+    (``service.api.paths``) and, with ``body_timeout_seconds``, bounds the time an HTTP
+    request's body may take to arrive (``service.api.bodies.deadline_receive``).
+    """
+    if body_timeout_seconds is not None and not body_timeout_seconds > 0:
+        raise ValueError(f"a body timeout must be positive, got {body_timeout_seconds}")
     access = logging.getLogger(ACCESS_LOGGER)
 
     async def handle(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        kind = scope["type"]
+        if kind != ScopeType.HTTP and kind != ScopeType.WEBSOCKET:
             await app(scope, receive, send)
             return
+        if body_timeout_seconds is not None and kind == ScopeType.HTTP:
+            loop_time = asyncio.get_running_loop().time()
+            receive = deadline_receive(receive, body_timeout_seconds, loop_time)
         incoming = None
         for name, value in scope["headers"]:
             if name == _HEADER:
@@ -56,25 +80,35 @@ def request_context(app: ASGIApp, tracing: Tracing | None = None) -> ASGIApp:
             await send(message)
 
         method = str(scope.get("method", "WS"))  # a WebSocket scope has no method
-        headers = list(scope["headers"])
 
         def finish() -> None:
+            if record is not None and method != "WS":
+                route = str(scope.get("path_template") or UNMATCHED)
+                record(route, method, status, time.perf_counter() - start)
             path = scope["path"]
             level = logging.DEBUG if path.startswith(_QUIET_PREFIXES) else logging.INFO
             if access.isEnabledFor(level):
                 _log_access(access, level, scope, method, path, status, start)
 
+        async def route() -> None:
+            try:
+                reroute(scope)
+            except PathNotUTF8 as exc:
+                await refuse(scope, send_with_id, str(exc))
+                return
+            await app(scope, receive, send_with_id)
+
         token = request_id.bind(rid)
         try:
             if tracing is None:
                 try:
-                    await app(scope, receive, send_with_id)
+                    await route()
                 finally:
                     finish()
             else:
-                with tracing.request(method, scope["path"], headers) as span:
+                with tracing.request(method, scope["path"], list(scope["headers"])) as span:
                     try:
-                        await app(scope, receive, send_with_id)
+                        await route()
                     finally:
                         tracing.finish_request(span, method, scope.get("path_template"), status)
                         finish()  # inside the span, so the line carries its trace id

@@ -11,7 +11,7 @@ cannot nest deeper, and counting brackets is a C loop. Only bodies with more (bu
 are scanned, with numpy, at well under a microsecond per stream of a bulk request.
 
 A body must also arrive within ``http_body_timeout_seconds`` of its headers
-(:func:`body_deadline`): a client that stops half way gets a 408 in the API's error form and
+(:func:`deadline_receive`): a client that stops half way gets a 408 in the API's error form and
 the connection is closed, instead of holding it for as long as it likes.
 """
 
@@ -24,9 +24,8 @@ from typing import Any, Final
 import msgspec
 import numpy as np
 from litestar import Request
-from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException, SerializationException
-from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
+from litestar.types import Receive, ReceiveMessage
 
 from service.errors import MalformedInput
 
@@ -179,52 +178,43 @@ class RequestTimeout(HTTPException):
     status_code = 408
 
 
-def body_deadline(seconds: float) -> Any:
-    """Litestar middleware: a request's body must arrive within ``seconds`` of its headers.
+def deadline_receive(receive: Receive, seconds: float, loop_time: float) -> Receive:
+    """``receive`` for one HTTP request whose body must arrive within ``seconds`` of
+    ``loop_time`` (the event loop's clock when its headers were in).
 
     Only reading the body is timed; once it is in, ``receive`` waits as long as the handler
-    likes (a streaming answer listens on it for the client going away).
+    likes (a streaming answer listens on it for the client going away). A body that does not
+    arrive in time raises :class:`RequestTimeout` where the handler reads it, so the answer is
+    a 408 in the API's error form.
     """
-    if not seconds > 0:
-        raise ValueError(f"a body timeout must be positive, got {seconds}")
+    deadline = loop_time + seconds
+    body_done = False
 
-    def wrap(app: ASGIApp) -> ASGIApp:
-        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != ScopeType.HTTP:
-                await app(scope, receive, send)
-                return
-            deadline = asyncio.get_running_loop().time() + seconds
-            body_done = False
+    async def timed_receive() -> ReceiveMessage:
+        nonlocal body_done
+        if body_done:
+            return await receive()
+        try:
+            async with asyncio.timeout_at(deadline):
+                message = await receive()
+        except TimeoutError:
+            raise RequestTimeout(
+                f"the request body did not arrive within {seconds:g} s",
+                headers={"Connection": "close"},
+            ) from None
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            body_done = True
+        return message
 
-            async def timed_receive() -> ReceiveMessage:
-                nonlocal body_done
-                if body_done:
-                    return await receive()
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        message = await receive()
-                except TimeoutError:
-                    raise RequestTimeout(
-                        f"the request body did not arrive within {seconds:g} s",
-                        headers={"Connection": "close"},
-                    ) from None
-                if message["type"] != "http.request" or not message.get("more_body", False):
-                    body_done = True
-                return message
-
-            await app(scope, timed_receive, send)
-
-        return middleware
-
-    return wrap
+    return timed_receive
 
 
 __all__ = [
     "MAX_JSON_DEPTH",
     "BoundedRequest",
     "RequestTimeout",
-    "body_deadline",
     "check_depth",
+    "deadline_receive",
     "decode_json",
     "explained",
     "json_depth",

@@ -8,7 +8,7 @@ from litestar import Response, get
 from litestar.datastructures import State
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.errors import StoreUnavailable
+from service.errors import StoreBusy, StoreUnavailable
 from service.metrics import Metrics
 
 
@@ -32,6 +32,10 @@ async def ready(state: State) -> Response[dict[str, Any]]:
     try:
         await state.forecaster.store.ping()
         body["store"] = "ok"
+    except StoreBusy as exc:
+        # Every connection in use is load, not ill health: a replica taken out of rotation
+        # for it would only push its share onto the others, which are as busy.
+        body["store"] = f"busy: {exc.detail}"
     except StoreUnavailable as exc:
         body["store"] = f"unavailable: {exc.detail}"
         problems.append("state store unreachable")

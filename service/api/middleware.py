@@ -1,18 +1,20 @@
-"""ASGI middleware that counts and times every HTTP request by its route template."""
+"""Counting and timing HTTP requests by route template, with the labelled children cached."""
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from typing import Any
-
-from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.metrics import Metrics
 
+#: (route template, method, status, seconds) -> None
+RequestRecorder = Callable[[str, str, int, float], None]
+#: The route label of a request that matched no route (404) or no method of its route's.
+UNMATCHED = "unmatched"
 
-def metrics_middleware(metrics: Metrics) -> type:
-    """A middleware class bound to one app's instruments (no global registry)."""
+
+def request_recorder(metrics: Metrics) -> RequestRecorder:
+    """What records one finished HTTP request in ``metrics`` (one app's instruments)."""
     # prometheus-client's ``labels()`` checks and joins its arguments on every call; the
     # labelled children are few (routes x methods x statuses), so they are looked up once.
     counted: dict[tuple[str, str, int], Any] = {}
@@ -30,27 +32,7 @@ def metrics_middleware(metrics: Metrics) -> type:
         counter.inc()
         histogram.observe(seconds)
 
-    class RequestMetrics:
-        def __init__(self, app: ASGIApp) -> None:
-            self.app = app
+    return record
 
-        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != ScopeType.HTTP:
-                await self.app(scope, receive, send)
-                return
-            start = time.perf_counter()
-            status = 500
 
-            async def send_wrapper(message: Message) -> None:
-                nonlocal status
-                if message["type"] == "http.response.start":
-                    status = message["status"]
-                await send(message)
-
-            try:
-                await self.app(scope, receive, send_wrapper)
-            finally:
-                route = str(scope.get("path_template") or "unmatched")
-                record(route, scope.get("method", ""), status, time.perf_counter() - start)
-
-    return RequestMetrics
+__all__ = ["UNMATCHED", "RequestRecorder", "request_recorder"]

@@ -4,8 +4,8 @@ A stream id may hold ``/`` (``plant/line-1/temp``), sent as ``%2F``. The ASGI se
 over the path already percent-decoded, where ``/v1/streams/a%2Fobservations`` and
 ``/v1/streams/a/observations`` are the same text, and Litestar routes on that text. So:
 
-- :class:`EncodedSlashRouting` wraps the app's ASGI handler, in front of the router. When the
-  raw path holds a percent-escape, it decodes the raw path segment by segment and writes
+- :func:`reroute` runs in front of the router (in the edge layer, ``service.api.access``). When
+  the raw path holds a percent-escape, it decodes the raw path segment by segment and writes
   each segment back with ``%`` and ``/`` escaped (``%25``, ``%2F``), so every segment stays
   one path component for the router. Other requests pass untouched.
 - :func:`stream_id_middleware` runs after routing: for such a request it unescapes the
@@ -86,48 +86,39 @@ def _refusal(path: str, detail: str) -> tuple[bytes, bytes]:
     return json.dumps(body).encode(), PROBLEM_JSON.encode()
 
 
-class EncodedSlashRouting:
-    """ASGI wrapper around the app's handler (in front of its router), see the module."""
+def reroute(scope: Scope) -> None:
+    """Route ``scope`` (HTTP or WebSocket) on its raw path re-escaped, when it has escapes.
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    Raises:
+        PathNotUTF8: the percent-decoded path is not UTF-8 (answer it with :func:`refuse`).
+    """
+    raw = scope.get("raw_path")
+    if not raw or b"%" not in raw:
+        return
+    path = routing_path(raw)
+    if path is not None:
+        scope["path"] = path  # raw_path, like path, holds any root_path
+        scope.setdefault("state", {})[_ESCAPED] = True
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raw = (
-            scope.get("raw_path")
-            if scope["type"] in {ScopeType.HTTP, ScopeType.WEBSOCKET}
-            else None
-        )
-        if raw:
-            try:
-                path = routing_path(raw)
-            except PathNotUTF8 as exc:
-                if (
-                    scope["type"] != ScopeType.HTTP
-                ):  # a socket cannot be answered in JSON: refuse it
-                    await send({"type": "websocket.close", "code": 1008, "reason": str(exc)})
-                    return
-                body, media_type = _refusal(scope["path"], str(exc))
-                start: HTTPResponseStartEvent = {
-                    "type": "http.response.start",
-                    "status": 400,
-                    "headers": [
-                        (b"content-type", media_type),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-                end: HTTPResponseBodyEvent = {
-                    "type": "http.response.body",
-                    "body": body,
-                    "more_body": False,
-                }
-                await send(start)
-                await send(end)
-                return
-            if path is not None:
-                scope["path"] = path  # raw_path, like path, holds any root_path
-                scope.setdefault("state", {})[_ESCAPED] = True
-        await self.app(scope, receive, send)
+
+async def refuse(scope: Scope, send: Send, detail: str) -> None:
+    """Answer a request whose path :func:`reroute` refused: 400 in its API's error form, or
+    a WebSocket closed with 1008 (a socket cannot be answered in JSON)."""
+    if scope["type"] != ScopeType.HTTP:
+        await send({"type": "websocket.close", "code": 1008, "reason": detail})
+        return
+    body, media_type = _refusal(scope["path"], detail)
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": 400,
+        "headers": [
+            (b"content-type", media_type),
+            (b"content-length", str(len(body)).encode()),
+        ],
+    }
+    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+    await send(start)
+    await send(end)
 
 
 def _unescape(text: str) -> str:
@@ -149,8 +140,9 @@ def stream_id_middleware(app: ASGIApp) -> ASGIApp:
 
 __all__ = [
     "STREAM_ID",
-    "EncodedSlashRouting",
     "PathNotUTF8",
+    "refuse",
+    "reroute",
     "routing_path",
     "stream_id_middleware",
 ]

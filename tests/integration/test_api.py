@@ -370,6 +370,18 @@ async def test_health_metrics_and_docs(client: AsyncTestClient[Any]) -> None:
     assert (await client.get("/docs")).status_code == 200
 
 
+async def test_requests_no_route_answered_are_counted_too(client: AsyncTestClient[Any]) -> None:
+    """404s and wrong methods never reach a route's middleware; they are counted all the same,
+    under one bounded label, so a scanner or a broken client shows on the dashboard."""
+    assert (await client.get("/no/such/path")).status_code == 404
+    assert (await client.get("/no/other/path")).status_code == 404
+    assert (await client.delete("/v1/models")).status_code == 405
+    text = (await client.get("/metrics")).text
+    unmatched = 'forecast_http_requests_total{method="%s",route="unmatched",status="%d"} %.1f'
+    assert unmatched % ("GET", 404, 2) in text
+    assert unmatched % ("DELETE", 405, 1) in text
+
+
 async def test_store_outage_is_503_and_changes_nothing(model_repository: Path) -> None:
     from tests.support.redis_server import RedisServer
 

@@ -9,12 +9,16 @@ connection within the store timeout, and only one that never gets one is refused
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from litestar.testing import AsyncTestClient
 
 from service.api.errors import problem_body
+from service.app import create_app
 from service.errors import StoreBusy, StoreUnavailable
+from service.settings import Settings
 from service.state import open_store
 from service.state.redis import ConnectionGate, bounded
 from tests.support.redis_server import RedisServer
@@ -87,3 +91,22 @@ async def test_the_backstop_of_the_clients_own_pool_is_busy_not_an_outage(
         await blocker
     finally:
         await client.aclose()
+
+
+async def test_a_full_pool_keeps_the_replica_ready(model_repository: Path, redis_url: str) -> None:
+    """Readiness says the pool is busy but stays 200: a full pool is load, not an outage."""
+    settings = Settings(
+        model_repository=model_repository,
+        providers="cpu",
+        store_url=redis_url,
+        store_timeout_seconds=0.2,
+        store_max_connections=1,
+    )
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        assert (await client.get("/health/ready")).status_code == 200
+        gate = client.app.state.forecaster.store.inner._gate
+        async with gate.turn():  # the one connection is taken for the whole check
+            ready = await client.get("/health/ready")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["store"].startswith("busy:")
+        assert (await client.get("/health/ready")).json()["store"] == "ok"
