@@ -33,6 +33,8 @@ class ReadingScore:
     error: float | None = None
     position: float | None = None
     anomaly: bool = False
+    #: Inside the forecast's outer interval.
+    inside: bool = False
 
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> ReadingScore:
@@ -44,6 +46,7 @@ class ReadingScore:
             error=_number(data.get("error")),
             position=_number(data.get("position")),
             anomaly=bool(data.get("anomaly", False)),
+            inside=bool(data.get("inside", False)),
         )
 
 

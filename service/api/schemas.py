@@ -117,6 +117,10 @@ class ScoreOut(msgspec.Struct):
             )
         ),
     ] = False
+    inside: Annotated[
+        bool,
+        msgspec.Meta(description="Inside the outer interval (lowest to highest quantile)."),
+    ] = False
 
 
 class AnomalyOut(msgspec.Struct):
@@ -150,6 +154,7 @@ def scores_out(scores: tuple[ReadingScore, ...]) -> list[ScoreOut]:
             error=s.error,
             position=s.position,
             anomaly=s.anomaly,
+            inside=s.inside,
         )
         for s in scores
     ]

@@ -55,6 +55,8 @@ class ReadingScore:
     error: float | None
     position: float | None
     anomaly: bool
+    #: Inside the outer interval (False when not scored).
+    inside: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,7 @@ class Scores:
                     float(self.error[j]) if ok else None,
                     float(self.position[j]) if ok else None,
                     bool(self.anomaly[j]),
+                    bool(self.inside[j]),
                 )
             )
         return tuple(out)

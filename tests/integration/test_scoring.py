@@ -117,6 +117,7 @@ def test_live_metrics_equal_an_offline_computation_of_the_answers(
             offline["naive"] += abs(y - last_value)
             low, high = quantiles[min(quantiles)], quantiles[max(quantiles)]
             offline["inside"] += low <= y <= high
+            assert score["inside"] is (low <= y <= high)
             for q, v in quantiles.items():
                 pinball[format(q, "g")] += max(q * (y - v), (q - 1) * (y - v))
         last_value = float(np.float32(values[i + size - 1]))
