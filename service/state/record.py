@@ -57,6 +57,7 @@ with other contents cannot pass.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import secrets
@@ -297,24 +298,8 @@ class StreamRecord:
                 raise RecordError("history values must be [rows, features], one row per time")
             record = self
         else:
-            record = StreamRecord(  # a half-given history is no history
-                self.model,
-                self.version,
-                self.fingerprint,
-                self.incarnation,
-                self.seq,
-                self.last_ts,
-                self.state,
-                self.forecast,
-                self.nonce,
-                last_target=self.last_target,
-                anomaly_ts=self.anomaly_ts,
-                anomaly_value=self.anomaly_value,
-                anomaly_position=self.anomaly_position,
-                anomaly_low=self.anomaly_low,
-                anomaly_high=self.anomaly_high,
-                anomaly_bits=self.anomaly_bits,
-            )
+            # A half-given history is no history.
+            record = dataclasses.replace(self, history_ts=None, history_values=None)
         layout = Layout.of(record)
         try:
             fingerprint = bytes.fromhex(record.fingerprint)
