@@ -50,6 +50,8 @@ from forecast_client.types import (
     Stream,
     StreamAnswer,
     StreamEvent,
+    StreamPage,
+    StreamSummary,
     Summary,
 )
 
@@ -89,7 +91,9 @@ __all__ = [
     "StreamAnswer",
     "StreamEvent",
     "StreamLimitExceeded",
+    "StreamPage",
     "StreamSocket",
+    "StreamSummary",
     "Summary",
     "Unauthorized",
     "__version__",

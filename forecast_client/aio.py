@@ -38,6 +38,8 @@ from forecast_client.types import (
     Stream,
     StreamAnswer,
     StreamEvent,
+    StreamPage,
+    StreamSummary,
 )
 
 T = TypeVar("T")
@@ -74,6 +76,25 @@ class AsyncForecastClient:
 
     async def get_stream(self, stream_id: str, *, readings: int = 0) -> Stream:
         return await self._send(calls.get_stream(stream_id, readings))
+
+    async def stream_page(
+        self, *, prefix: str = "", limit: int = 100, cursor: str | None = None
+    ) -> StreamPage:
+        """One page of the tenant's streams whose id begins with ``prefix``."""
+        return await self._send(calls.stream_page(prefix, limit, cursor))
+
+    async def list_streams(
+        self, *, prefix: str = "", page_size: int = 100
+    ) -> AsyncIterator[StreamSummary]:
+        """Every stream of the tenant whose id begins with ``prefix``, page after page."""
+        cursor: str | None = None
+        while True:
+            page = await self.stream_page(prefix=prefix, limit=page_size, cursor=cursor)
+            for stream in page.streams:
+                yield stream
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     async def delete_stream(self, stream_id: str) -> None:
         await self._send(calls.delete_stream(stream_id))

@@ -22,6 +22,7 @@ from forecast_client.types import (
     ReadingLike,
     Stream,
     StreamAnswer,
+    StreamPage,
     readings_json,
 )
 
@@ -91,6 +92,15 @@ def create_stream(
 def get_stream(stream_id: str, readings: int = 0) -> Call[Stream]:
     params = {"readings": readings} if readings else {}
     return Call("GET", stream_path(stream_id), lambda r: Stream.of(r.json()), params=params)
+
+
+def stream_page(prefix: str = "", limit: int = 100, cursor: str | None = None) -> Call[StreamPage]:
+    params: dict[str, Any] = {"limit": limit}
+    if prefix:
+        params["prefix"] = prefix
+    if cursor is not None:
+        params["cursor"] = cursor
+    return Call("GET", "/v1/streams", lambda r: StreamPage.of(r.json()), params=params)
 
 
 def delete_stream(stream_id: str) -> Call[None]:

@@ -33,6 +33,8 @@ from forecast_client.types import (
     Stream,
     StreamAnswer,
     StreamEvent,
+    StreamPage,
+    StreamSummary,
 )
 
 T = TypeVar("T")
@@ -85,6 +87,22 @@ class ForecastClient:
     def get_stream(self, stream_id: str, *, readings: int = 0) -> Stream:
         """The stream's position and latest forecast, and its last ``readings`` readings."""
         return self._send(calls.get_stream(stream_id, readings))
+
+    def stream_page(
+        self, *, prefix: str = "", limit: int = 100, cursor: str | None = None
+    ) -> StreamPage:
+        """One page of the tenant's streams whose id begins with ``prefix``."""
+        return self._send(calls.stream_page(prefix, limit, cursor))
+
+    def list_streams(self, *, prefix: str = "", page_size: int = 100) -> Iterator[StreamSummary]:
+        """Every stream of the tenant whose id begins with ``prefix``, page after page."""
+        cursor: str | None = None
+        while True:
+            page = self.stream_page(prefix=prefix, limit=page_size, cursor=cursor)
+            yield from page.streams
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     def delete_stream(self, stream_id: str) -> None:
         self._send(calls.delete_stream(stream_id))

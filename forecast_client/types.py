@@ -160,6 +160,43 @@ class Stream:
         return cls(**_stream_fields(data), last_anomaly=Anomaly.of(data.get("last_anomaly")))
 
 
+@dataclass(frozen=True, slots=True)
+class StreamSummary:
+    """One stream of a listing (``GET /v1/streams``): its model and position."""
+
+    stream_id: str
+    model: ModelRef
+    seq: int
+    last_timestamp: datetime | None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> StreamSummary:
+        return cls(
+            stream_id=str(data["stream_id"]),
+            model=ModelRef.of(data["model"]),
+            seq=int(data["seq"]),
+            last_timestamp=parse_time(data.get("last_timestamp")),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPage:
+    """One page of a listing, and the cursor of the next (None: this is the last)."""
+
+    streams: tuple[StreamSummary, ...]
+    next_cursor: str | None
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> StreamPage:
+        following = data.get("next_cursor")
+        return cls(
+            streams=tuple(StreamSummary.of(s) for s in data["streams"]),
+            next_cursor=None if following is None else str(following),
+        )
+
+
 def _stream_fields(data: Mapping[str, Any]) -> dict[str, Any]:
     readings = data.get("readings")
     return {

@@ -24,6 +24,7 @@ from service.api.docs import OfflineSwaggerPlugin
 from service.api.errors import exception_handlers
 from service.api.health import live, metrics, ready
 from service.api.kserve import v2_router
+from service.api.listing import list_streams_page
 from service.api.middleware import request_recorder
 from service.api.openapi import describe_errors
 from service.api.paths import stream_id_middleware
@@ -35,6 +36,7 @@ from service.bus import open_bus
 from service.forecaster import Forecaster, ObserveResult
 from service.lifecycle import model_lifecycle
 from service.metrics import Metrics
+from service.mqtt.bridge import bridged
 from service.registry import ModelRegistry
 from service.settings import Settings
 from service.state import open_store
@@ -142,7 +144,9 @@ def create_app(
             cfg.store_url.split("@")[-1],
         )
         try:
-            yield
+            async with bridged(forecaster, cfg, instruments.registry) as bridge:
+                app.state.mqtt = bridge
+                yield
         finally:
             app.state.started = False
             await forecaster.aclose()
@@ -158,6 +162,7 @@ def create_app(
         route_handlers=[
             ModelController,
             StreamController,
+            list_streams_page,
             observe_bulk,
             observations_socket,
             forecast_events,

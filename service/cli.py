@@ -24,6 +24,8 @@ Serve recurrent forecasters, train and check the models they run, and benchmark 
 
 examples:
   forecast-service serve                  start the server (what python -m service does)
+  FORECAST_MQTT_URL=mqtt://broker:1883 forecast-service mqtt
+                                          the MQTT bridge alone, without the HTTP server
   forecast-service train taylor --kind gru --repository models/repository
   forecast-service validate models/repository
   forecast-service bench --quick          the benchmark, from a source checkout
@@ -32,6 +34,7 @@ train, export, validate and compare pass their arguments unchanged to the model 
 own command line (python -m models), so the two always take the same options:
 forecast-service train --help lists them.
 """
+MQTT_HELP = "run the MQTT bridge alone, without the HTTP server (needs FORECAST_MQTT_URL)"
 BENCH_HELP = "run the benchmark and write tests/bench/results.md (python -m tests.bench)"
 
 
@@ -62,6 +65,21 @@ def parser() -> argparse.ArgumentParser:
         epilog=_settings_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    mqtt = commands.add_parser(
+        "mqtt",
+        help=MQTT_HELP,
+        description="Bridge an MQTT broker to the forecasting engine: readings in from "
+        "FORECAST_MQTT_READINGS_TOPIC, answers out to FORECAST_MQTT_FORECASTS_TOPIC, with the "
+        "store, models and settings the server would use (FORECAST_* variables, see serve "
+        "--help). The server runs the same bridge itself when FORECAST_MQTT_URL is set.",
+    )
+    mqtt.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus metrics on http://FORECAST_HOST:PORT/metrics",
+    )
     for name, text in MODEL_COMMANDS.items():
         # Their options belong to python -m models; --help is answered there.
         commands.add_parser(name, help=text, add_help=False)
@@ -82,6 +100,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         serve()
         return 0
+    if command == "mqtt":
+        options = top.parse_args(args)
+        from service.__main__ import settings_or_exit
+        from service.logs import configure_logging
+        from service.mqtt.standalone import run
+
+        settings = settings_or_exit()
+        configure_logging(settings.log_level, settings.log_format)
+        return run(settings, metrics_port=options.metrics_port)
     if command in MODEL_COMMANDS:
         return _models(command, rest)
     if command == "bench":

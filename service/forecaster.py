@@ -15,9 +15,8 @@ from typing import Literal
 
 import numpy as np
 
-from service.bus import ForecastBus, LocalBus
+from service.bus import Announcer, ForecastBus, LocalBus
 from service.core.answers import (
-    AnswerChunk,
     Answers,
     Forecast,
     Model,
@@ -98,8 +97,10 @@ class Forecaster:
         self._ttl = ttl_seconds
         self._max_observations = max_observations
         self._recent: dict[str, float] = {}
-        self._bus: ForecastBus = bus if bus is not None else LocalBus()
-        self._encode = encode
+        #: The one way out for updates: the bus's subscribers and this process's listeners.
+        self.announcer = Announcer(
+            bus if bus is not None else LocalBus(), key_prefix=key_prefix, encode=encode
+        )
         self._history = history_length
         self._calls = ModelCalls(metrics)
         self._quota = StreamQuota(
@@ -127,10 +128,15 @@ class Forecaster:
             cas_retries=cas_retries,
             batch_max_rows=batch_max_rows,
             batch_max_delay=batch_max_delay,
-            announce=self._announce,
+            announce=self.announcer.announce,
             touch=self._touch,
         )
         metrics.active_streams.set_function(self._count_active)
+
+    @property
+    def key_prefix(self) -> str:
+        """The namespace of every key this forecaster writes (``Settings.key_prefix``)."""
+        return self._prefix
 
     # -- stateless -------------------------------------------------------------------------
 
@@ -173,12 +179,16 @@ class Forecaster:
         model: str,
         version: int | None = None,
         history: Observations | None = None,
+        *,
+        replace: bool = True,
     ) -> ObserveResult:
         """Bind a stream to a model version, (re)starting it from the initial state.
 
-        An existing stream of the same id is replaced. ``history`` warms the state up in one
-        call before the stream is stored. A new stream must fit in the tenant's stream limit
-        (``StreamLimitExceeded`` otherwise, nothing stored); a replaced one already does.
+        An existing stream of the same id is replaced; with ``replace=False`` it is kept as
+        it is (``created`` False: a racing creator on another replica got there first).
+        ``history`` warms the state up in one call before the stream is stored. A new stream
+        must fit in the tenant's stream limit (``StreamLimitExceeded`` otherwise, nothing
+        stored); a replaced one already does.
         """
         key = self._key(tenant, stream_id)
         runtime = self.registry.get(model, version)
@@ -221,8 +231,13 @@ class Forecaster:
         value = record.encode()
         # Counted before it is written, so no replica ever sees more streams than the limit.
         await self._quota.admit(tenant, stream_id)
-        existed = await self.store.get(key) is not None
-        await self.store.put(key, value, self._ttl)
+        if replace:
+            existed = await self.store.get(key) is not None
+            await self.store.put(key, value, self._ttl)
+        else:
+            existed = not await self.store.compare_and_set(key, None, value, self._ttl)
+            if existed:
+                return ObserveResult(await self.get_stream(tenant, stream_id), 0, ())
         self.engine.cache.put_many([(key, value)])
         self.metrics.streams_created.labels(runtime.name).inc()
         if seq:
@@ -311,26 +326,13 @@ class Forecaster:
         """Stop the batch worker; observations still queued fail instead of hanging."""
         await self.engine.aclose()
 
-    async def _announce(self, updates: list[tuple[str, AnswerChunk, int]]) -> None:
-        """Publish updates of the streams someone subscribes to (usually none: free)."""
-        if self._encode is None or not updates:
-            return
-        await self._bus.refresh()
-        channels = [stream_channel(self._prefix, key) for key, _, _ in updates]
-        wanted = self._bus.has_subscribers(channels)
-        messages = [
-            (channel, self._encode(chunk.result(row)))
-            for channel, want, (_, chunk, row) in zip(channels, wanted, updates, strict=True)
-            if want
-        ]
-        if messages:
-            await self._bus.publish(messages)
-
     def subscribe(
         self, tenant: str, stream_id: str
     ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[bytes]]:
         """Encoded updates of one stream, from whichever replica makes them."""
-        return self._bus.subscribe(stream_channel(self._prefix, self._key(tenant, stream_id)))
+        return self.announcer.bus.subscribe(
+            stream_channel(self._prefix, self._key(tenant, stream_id))
+        )
 
     async def get_stream(self, tenant: str, stream_id: str) -> StreamView:
         key = self._key(tenant, stream_id)

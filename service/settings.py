@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.mqtt.settings import MqttSettings
+
 #: Roles of an API key, weakest first; each one may do everything the ones before it may.
 Role = Literal["read", "write", "admin"]
 TENANT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
@@ -57,7 +59,7 @@ class ApiKeyEntry(BaseModel):
 DEFAULT_MODEL_REPOSITORY = Path(__file__).resolve().parent.parent / "models" / "repository"
 
 
-class Settings(BaseSettings):
+class Settings(BaseSettings, MqttSettings):
     """Service configuration. Each field maps to ``FORECAST_<FIELD>`` (case-insensitive)."""
 
     # Errors never echo input values: API keys and store URLs may hold secrets.

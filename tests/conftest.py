@@ -15,6 +15,7 @@ from service.state import open_store
 from service.state.base import StateStore
 from tests.support import RedisClusterServer, RedisServer, redis_available
 from tests.support.demo_repository import build_demo_repository
+from tests.support.mosquitto import Mosquitto, mosquitto_binary
 
 #: Store timeout in tests: short, so an outage shows quickly, long enough for a loaded CI box.
 STORE_TIMEOUT_SECONDS = 1.0
@@ -56,6 +57,19 @@ def redis_cluster_url(redis_cluster: RedisClusterServer) -> str:
     """``redis+cluster://`` URL of the session's cluster, every master emptied for this test."""
     redis_cluster.flushall()
     return redis_cluster.url
+
+
+# --- MQTT ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mosquitto() -> Iterator[Mosquitto]:
+    """A private mosquitto broker for this test (Debian's package, installed if missing)."""
+    binary, reason = mosquitto_binary()
+    if binary is None:
+        pytest.skip(reason)
+    with Mosquitto(binary) as broker:
+        yield broker
 
 
 # --- State stores --------------------------------------------------------------------------

@@ -9,9 +9,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from service.state.cas import Item, Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class ScanStep:
+    """One step of a scan over one shard (a Redis Cluster primary; the one server otherwise).
+
+    ``cursor`` 0: the shard has no more; ``shards``: how many the store has now.
+    """
+
+    keys: list[str]
+    cursor: int
+    shards: int
+
+
+#: Keys a scan step looks at (Redis's COUNT hint). Fixed, so a step taken again from the same
+#: cursor covers the same keys (listing resumes a page cut inside a step that way).
+SCAN_COUNT = 512
 
 
 @runtime_checkable
@@ -118,6 +136,15 @@ class StateStore(Protocol):
         """
         ...
 
+    async def scan(self, start: str, *, shard: int, cursor: int) -> ScanStep:
+        """Keys beginning with ``start`` (live ones) from ``shard``, continuing at ``cursor``.
+
+        Redis's SCAN rules: a key present for the whole scan is returned at least once, one
+        added or removed meanwhile may or may not be; a step may return none. ``ValueError``
+        for a shard or cursor the store does not have.
+        """
+        ...
+
     async def ping(self) -> None:
         """Return if the backend answers, raise ``StoreUnavailable`` otherwise."""
         ...
@@ -153,4 +180,4 @@ def settle_left_ms(seconds_left: float | None) -> int | None:
     return math.floor(seconds_left * 1000)
 
 
-__all__ = ["StateStore", "check_count", "quota_ttl_ms", "settle_left_ms"]
+__all__ = ["SCAN_COUNT", "ScanStep", "StateStore", "check_count", "quota_ttl_ms", "settle_left_ms"]

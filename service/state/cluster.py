@@ -30,11 +30,14 @@ from typing import Any, cast
 import redis.exceptions as redis_errors
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
+from service.state.base import SCAN_COUNT, ScanStep
 from service.state.cas import CAS_BODY, Item, Outcome, outcomes, pack
 from service.state.redis import (
     MAX_CONNECTIONS,
     RedisCommands,
     client_options,
+    glob_prefix,
+    key_names,
     seconds_left,
     ttl_milliseconds,
 )
@@ -168,6 +171,20 @@ class RedisClusterStore(RedisCommands[RedisCluster]):
     async def ping(self) -> None:
         """Every primary must answer: a missing one means some streams cannot be served."""
         await self._call(self._client.ping(target_nodes=RedisCluster.PRIMARIES), "PING")
+
+    async def scan(self, start: str, *, shard: int, cursor: int) -> ScanStep:
+        """SCAN on one primary: shard ``i`` is the ``i``-th by name (``host:port``)."""
+        await self._call(self._client.initialize(), "SCAN")
+        primaries = sorted(self._client.get_primaries(), key=lambda node: node.name)
+        if not 0 <= shard < len(primaries) or cursor < 0:
+            raise ValueError(f"the cluster has {len(primaries)} primaries, not shard {shard}")
+        command = ("SCAN", cursor, "MATCH", glob_prefix(start), "COUNT", SCAN_COUNT)
+        reply = await self._call(
+            self._client.execute_command(*command, target_nodes=primaries[shard]), "SCAN"
+        )
+        cursors, keys = reply  # redis-py answers each node's cursor by its name
+        following = cursors.get(primaries[shard].name, 0) if isinstance(cursors, dict) else cursors
+        return ScanStep(key_names(keys), int(following), len(primaries))
 
     async def _read_each(
         self,

@@ -10,7 +10,7 @@ from typing import TypeVar
 from service import tracing
 from service.errors import StoreUnavailable
 from service.metrics import Metrics
-from service.state.base import StateStore
+from service.state.base import ScanStep, StateStore
 from service.state.cas import Item, Outcome
 
 T = TypeVar("T")
@@ -80,6 +80,9 @@ class InstrumentedStore:
         self, quota: str, items: Sequence[tuple[str, float, float | None]]
     ) -> int:
         return await self._timed("quota_settle", self.inner.quota_settle(quota, items))
+
+    async def scan(self, start: str, *, shard: int, cursor: int) -> ScanStep:
+        return await self._timed("scan", self.inner.scan(start, shard=shard, cursor=cursor))
 
     async def ping(self) -> None:
         await self._timed("ping", self.inner.ping())

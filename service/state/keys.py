@@ -25,10 +25,14 @@ text) keep exactly the keys they had, so running deployments keep their streams.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 #: What ``tag`` escapes, and how.
 _ESCAPES: Final = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D"})
+#: An escape ``tag`` writes, and the character it stands for.
+_UNESCAPE: Final = re.compile("%(25|7B|7D)")
+_UNESCAPED: Final = {"25": "%", "7B": "{", "7D": "}"}
 #: Characters special to Redis glob patterns (``PUBSUB CHANNELS``).
 _GLOB: Final = str.maketrans({c: f"\\{c}" for c in "\\*?[]"})
 
@@ -38,6 +42,28 @@ def tag(stream_id: str) -> str:
     if "%" in stream_id or "{" in stream_id or "}" in stream_id:
         return stream_id.translate(_ESCAPES)
     return stream_id
+
+
+def untag(tagged: str) -> str:
+    """The stream id of a ``tag``: its escapes undone."""
+    if "%" not in tagged:
+        return tagged
+    return _UNESCAPE.sub(lambda m: _UNESCAPED[m.group(1)], tagged)
+
+
+def tenant_streams(prefix: str, tenant: str, id_start: str = "") -> str:
+    """What the key of each of ``tenant``'s streams whose id begins with ``id_start`` begins
+    with (``tag`` escapes character by character, so the tagged start begins the tagged id).
+    The tenant ends at its ``:``, so no other tenant's key begins so."""
+    return f"{prefix}:s:{{{tenant}:{tag(id_start)}"
+
+
+def stream_id_of(prefix: str, tenant: str, key: str) -> str | None:
+    """The stream id of ``tenant``'s stream key ``key``; None for any other key."""
+    start = tenant_streams(prefix, tenant)
+    if not key.startswith(start) or not key.endswith("}"):
+        return None
+    return untag(key[len(start) : -1])
 
 
 def stream_key(prefix: str, tenant: str, stream_id: str) -> str:
@@ -70,4 +96,13 @@ def channel_pattern(prefix: str) -> str:
     return f"{prefix.translate(_GLOB)}:fc:*"
 
 
-__all__ = ["channel_pattern", "quota_key", "stream_channel", "stream_key", "tag"]
+__all__ = [
+    "channel_pattern",
+    "quota_key",
+    "stream_channel",
+    "stream_id_of",
+    "stream_key",
+    "tag",
+    "tenant_streams",
+    "untag",
+]

@@ -12,7 +12,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from service.state.base import check_count, quota_ttl_ms, settle_left_ms
+from service.state.base import ScanStep, check_count, quota_ttl_ms, settle_left_ms
 from service.state.cas import CompareAndSet, Item, Outcome, check_expected, succeeds
 
 #: Run a sweep after this many operations ...
@@ -121,6 +121,15 @@ class MemoryStore(CompareAndSet):
         if not members:
             self._quotas.pop(quota, None)
         return removed
+
+    async def scan(self, start: str, *, shard: int, cursor: int) -> ScanStep:
+        """Every live key beginning with ``start``, sorted, in one step (one shard)."""
+        if shard != 0 or cursor != 0:
+            raise ValueError("the embedded store has one shard, scanned in one step")
+        self._tick()
+        now = time.monotonic()
+        keys = [k for k, (_, deadline) in self._entries.items() if k.startswith(start)]
+        return ScanStep(sorted(k for k in keys if self._live(k, now) is not None), 0, 1)
 
     async def ping(self) -> None:
         """Always answers: the store is this process."""

@@ -24,7 +24,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from service.errors import StoreBusy, StoreUnavailable
-from service.state.base import check_count, quota_ttl_ms, settle_left_ms
+from service.state.base import SCAN_COUNT, ScanStep, check_count, quota_ttl_ms, settle_left_ms
 from service.state.cas import CAS_BODY, CompareAndSet, Item, Outcome, outcomes, pack
 
 if TYPE_CHECKING:
@@ -358,5 +358,23 @@ class RedisStore(RedisCommands[Redis]):
         pttls = await self._call(self._pttl(keys=list(keys)), "PTTL")
         return [seconds_left(int(pttl)) for pttl in pttls]
 
+    async def scan(self, start: str, *, shard: int, cursor: int) -> ScanStep:
+        if shard != 0 or cursor < 0:
+            raise ValueError(f"a Redis server has one shard (0), not {shard}")
+        match = glob_prefix(start)
+        reply = await self._call(self._client.scan(cursor, match=match, count=SCAN_COUNT), "SCAN")
+        following, keys = reply
+        return ScanStep(key_names(keys), int(following), 1)
+
     async def ping(self) -> None:
         await self._call(self._client.ping(), "PING")
+
+
+def key_names(keys: Sequence[bytes | str]) -> list[str]:
+    """Key names of a SCAN reply as text."""
+    return [k.decode("utf-8") if isinstance(k, bytes) else k for k in keys]
+
+
+def glob_prefix(start: str) -> str:
+    """A Redis MATCH pattern for the keys beginning with ``start``."""
+    return "".join(f"\\{c}" if c in "\\*?[]" else c for c in start) + "*"

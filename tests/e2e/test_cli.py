@@ -16,7 +16,7 @@ from service import __version__, cli
 from service.settings import Settings
 from tests.support.service_process import ROOT, ServiceProcess
 
-SUBCOMMANDS = ("serve", "train", "export", "validate", "compare", "bench")
+SUBCOMMANDS = ("serve", "mqtt", "train", "export", "validate", "compare", "bench")
 
 
 def script() -> str:
@@ -92,6 +92,15 @@ def test_validate_runs_the_model_check() -> None:
     assert good.stdout.startswith("ok")
     bad = run("validate", str(ROOT / "no-such-repository"))
     assert bad.returncode != 0
+
+
+def test_mqtt_needs_a_broker_and_says_so() -> None:
+    helped = run("mqtt", "--help")
+    assert helped.returncode == 0, helped.stderr
+    assert "--metrics-port" in helped.stdout
+    refused = run("mqtt")
+    assert refused.returncode == 2
+    assert "FORECAST_MQTT_URL" in refused.stderr
 
 
 def test_bench_help_comes_from_the_benchmark() -> None:
