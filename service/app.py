@@ -23,10 +23,12 @@ from service.api.bodies import BoundedRequest
 from service.api.docs import OfflineSwaggerPlugin
 from service.api.errors import exception_handlers
 from service.api.health import live, metrics, ready
-from service.api.kserve import v2_router
+from service.api.kserve import V2, v2_router
+from service.api.kserve.grpc_server import grpc_lifespan
 from service.api.listing import list_streams_page
 from service.api.middleware import request_recorder
 from service.api.openapi import describe_errors
+from service.api.openapi_complete import complete
 from service.api.paths import stream_id_middleware
 from service.api.rest import ModelController, StreamController, observe_bulk
 from service.api.schemas import observe_out
@@ -76,6 +78,8 @@ def create_app(
     spans = tracing if tracing is not None else from_settings(cfg.otel_endpoint)
     # Built here, not in the lifespan, so bad key settings stop the app before it serves.
     authenticator = Authenticator.from_settings(cfg)
+    # One per app, shared by the v2 HTTP routes and gRPC (its sequence locks above all).
+    v2 = V2.of(cfg)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -170,7 +174,7 @@ def create_app(
             live,
             ready,
             metrics,
-            v2_router(cfg),
+            v2_router(v2),
             ui_page,
             ui_asset,
         ],
@@ -184,7 +188,12 @@ def create_app(
         # page's own files (its data calls carry the key).
         guards=[auth_guard],
         state=State({"authenticator": authenticator}),
-        lifespan=[announce(authenticator), lifespan, model_lifecycle(cfg.model_poll_seconds)],
+        lifespan=[
+            announce(authenticator),
+            lifespan,
+            model_lifecycle(cfg.model_poll_seconds),
+            grpc_lifespan(cfg, v2, authenticator),
+        ],
         exception_handlers=exception_handlers(),
         middleware=[
             stream_id_middleware,
@@ -206,7 +215,7 @@ def create_app(
         logging_config=None,
     )
     # Built now (and cached), with the error bodies the service really sends.
-    describe_errors(app.openapi_schema)
+    complete(describe_errors(app.openapi_schema))
     # One layer in front of the router for every connection (unmatched paths included): its
     # id, metrics, access line and span, encoded slashes kept in their path segment, and the
     # body's deadline.

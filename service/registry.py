@@ -297,6 +297,16 @@ class ModelRegistry:
             )
         return runtime
 
+    def on_disk(self) -> list[tuple[str, int]]:
+        """``(name, version)`` of every version directory in the repository, sorted."""
+        if self.repository is None or not self.repository.is_dir():
+            return []
+        return [(d.parent.name, int(d.name)) for d in _version_dirs(self.repository)]
+
+    def held_out(self, name: str, version: int) -> bool:
+        """Whether an admin unloaded this version (re-scans leave it out)."""
+        return f"{name}/{version}" in self._held_out
+
     def names(self) -> list[str]:
         """Names of the models served, sorted."""
         return sorted(self._models)

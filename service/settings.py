@@ -271,6 +271,15 @@ class Settings(BaseSettings, MqttSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port the HTTP server binds.")
+    grpc_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description=(
+            "Port of the v2 gRPC endpoint (Triton's GRPCInferenceService, as tritonclient.grpc "
+            "and KServe clients call it), bound on the same host; 0 turns it off."
+        ),
+    )
     log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
         default="info", description="Log level of the service and the ASGI server."
     )

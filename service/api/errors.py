@@ -156,13 +156,32 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dic
     )
 
 
+def _under_v2(request: Request[Any, Any, Any]) -> bool:
+    path = request.scope.get("path", "")
+    return path == "/v2" or path.startswith("/v2/")
+
+
 def exception_handlers() -> ExceptionHandlersMap:
-    return {
+    """The app-wide table. Errors under ``/v2`` that no v2 route caught (an unknown path or
+    method, refused by the router before any route) get the v2 form all the same."""
+    from service.api.kserve.errors import exception_handlers as v2_handlers
+
+    v2 = v2_handlers()
+    rest: ExceptionHandlersMap = {
         errors.ForecastError: _domain,
         ValidationException: _validation,
         HTTPException: _http,
         Exception: _unexpected,
     }
+
+    def either(kind: Any) -> Any:
+        def handle(request: Request[Any, Any, Any], exc: Any) -> Response[Any]:
+            handler = v2[kind] if _under_v2(request) else rest[kind]
+            return handler(request, exc)
+
+        return handle
+
+    return {kind: either(kind) for kind in rest}
 
 
 __all__ = [

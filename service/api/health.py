@@ -8,16 +8,35 @@ from litestar import Response, get
 from litestar.datastructures import State
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from service.api.openapi_models import LiveStatusOut, ReadinessOut, answers
 from service.errors import StoreBusy, StoreUnavailable
 from service.metrics import Metrics
 
 
-@get("/health/live", summary="The process is up", tags=["health"])
+@get(
+    "/health/live",
+    summary="The process is up",
+    description="Open (no key): for liveness probes. Answers as long as the process serves.",
+    tags=["health"],
+    responses=answers(LiveStatusOut, "The process is up."),
+)
 async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/health/ready", summary="Store reachable and every model loaded", tags=["health"])
+@get(
+    "/health/ready",
+    summary="Store reachable and every model loaded",
+    description=(
+        "Open (no key): for readiness probes. 200 once start-up is done, a model is loaded and "
+        "the state store answers; else 503 with Retry-After and the problems."
+    ),
+    tags=["health"],
+    responses={
+        **answers(ReadinessOut, "Ready."),
+        **answers(ReadinessOut, "Not ready, and why.", status=503),
+    },
+)
 async def ready(state: State) -> Response[dict[str, Any]]:
     registry = state.registry
     body: dict[str, Any] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from litestar import Controller, Response, delete, get, post, put
 from litestar.datastructures import State
@@ -13,6 +14,7 @@ from service.api.bulk import observe_streams
 from service.api.decoders import BulkBody, CreateBody, ForecastBody
 from service.api.deps import ForecasterDep, MaxSeriesDep, RegistryDep, TenantDep
 from service.api.dto import BulkDTO, CreateDTO, ForecastDTO, ObserveDTO
+from service.api.openapi_models import ModelDetailOut, ModelsOut, answers
 from service.api.readings import (
     ReadingsQuery,
     StreamDetailOut,
@@ -65,7 +67,11 @@ class ModelController(Controller):
     path = "/v1/models"
     tags = ["models"]
 
-    @get("/", summary="List served models")
+    @get(
+        "/",
+        summary="List served models",
+        responses=answers(ModelsOut, "Every model served, with its latest version's manifest."),
+    )
     async def list_models(self, registry: RegistryDep) -> dict[str, Any]:
         return {
             "models": [
@@ -78,7 +84,11 @@ class ModelController(Controller):
             ]
         }
 
-    @get("/{name:str}", summary="One model: every version with its manifest")
+    @get(
+        "/{name:str}",
+        summary="One model: every version with its manifest",
+        responses=answers(ModelDetailOut, "Every served version of the model."),
+    )
     async def get_model(
         self, registry: RegistryDep, forecaster: ForecasterDep, name: FromPath[str]
     ) -> dict[str, Any]:
@@ -145,8 +155,12 @@ class StreamController(Controller):
         result = await forecaster.create_stream(
             tenant, stream_id, data.model, data.version, data.history
         )
-        status = HTTP_201_CREATED if result.created else HTTP_200_OK
-        return Response(observe_out(result), status_code=status)
+        if not result.created:
+            return Response(observe_out(result), status_code=HTTP_200_OK)
+        location = f"/v1/streams/{quote(stream_id, safe='')}"
+        return Response(
+            observe_out(result), status_code=HTTP_201_CREATED, headers={"Location": location}
+        )
 
     @get("/{stream_id:str}", summary="A stream's position and latest forecast")
     async def get_stream(

@@ -5,73 +5,22 @@ What a user would run instead of this service: a KServe v2 server (MLServer 1.7.
 model from its initial state on every request, and answers the ``forecast`` [B, H, Q].
 ``python -m tests.bench.mlserver_peer --model-dir DIR --port N`` runs it the way the
 benchmark does: one process (``parallel_workers`` 0, inference on the server's own event
-loop as for the service's small calls), uvloop, no metrics server.
+loop as for the service's small calls), uvloop, no metrics server. The runtime itself is in
+``mlserver_runtime``, which only the MLServer process imports.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from tests.support.redis_server import free_port
-
-try:  # only where the bench extra is installed
-    from mlserver import MLModel
-    from mlserver.codecs import NumpyCodec
-    from mlserver.types import InferenceRequest, InferenceResponse
-except ImportError:  # pragma: no cover - the benchmark reports the peer as skipped
-    MLModel = object  # type: ignore[assignment,misc]
-
-
-class WindowRuntime(MLModel):  # type: ignore[misc,valid-type]
-    """Forecast after each of B windows, from the model's initial state (no state kept)."""
-
-    async def load(self) -> bool:
-        import onnxruntime as ort
-
-        directory = Path(self.settings.parameters.uri)  # type: ignore[union-attr]
-        manifest = json.loads((directory / "model.json").read_text())
-        self._session = ort.InferenceSession(
-            str(directory / "model.onnx"), providers=["CPUExecutionProvider"]
-        )
-        size = int(manifest["state_size"])
-        initial = manifest.get("initial_state")
-        self._initial = np.asarray(initial if initial else np.zeros(size), dtype=np.float32)
-        self._time = bool(manifest.get("time_input"))
-        self._period = float(manifest["frequency"])
-        return True
-
-    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
-        inputs = {i.name: NumpyCodec.decode_input(i) for i in payload.inputs}
-        x = np.ascontiguousarray(inputs["x"], dtype=np.float32)
-        batch, window = x.shape[0], x.shape[1]
-        feed: dict[str, Any] = {
-            "x": x,
-            "state": np.ascontiguousarray(
-                np.broadcast_to(self._initial, (batch, self._initial.size))
-            ),
-        }
-        if self._time:
-            given = inputs.get("timestamp")
-            times = (
-                np.asarray(given, dtype=np.float64)
-                if given is not None
-                else np.broadcast_to(self._period * np.arange(1, window + 1), (batch, window))
-            )
-            feed["time"] = np.ascontiguousarray(times)
-        forecast = self._session.run(["forecast"], feed)[0]
-        return InferenceResponse(
-            model_name=self.name,
-            outputs=[NumpyCodec.encode_output(name="forecast", payload=forecast)],
-        )
 
 
 def write_settings(root: Path, model_dir: Path, name: str, port: int) -> None:
@@ -95,7 +44,7 @@ def write_settings(root: Path, model_dir: Path, name: str, port: int) -> None:
         json.dumps(
             {
                 "name": name,
-                "implementation": "tests.bench.mlserver_peer.WindowRuntime",
+                "implementation": "tests.bench.mlserver_runtime.WindowRuntime",
                 "parameters": {"uri": str(model_dir)},
             }
         )
@@ -113,11 +62,8 @@ def command(root: Path) -> list[str]:
 
 
 def available() -> bool:
-    try:
-        import mlserver  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    # Not imported here: see mlserver_runtime.
+    return importlib.util.find_spec("mlserver") is not None
 
 
 def spawn(model_dir: Path, name: str, port: int, cwd: Path, log: Path) -> subprocess.Popen[bytes]:

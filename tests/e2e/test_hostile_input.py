@@ -53,6 +53,10 @@ BODIES: dict[tuple[str, str], bytes] = {
     ("POST", "/v1/models/{name}/forecast"): b'{"series": [{"observations": [' + READING + b"]}]}",
     ("POST", "/v2/models/{name}/infer"): V2,
     ("POST", "/v2/models/{name}/versions/{version}/infer"): V2,
+    # The repository extension: only whole-body cases and hostile names apply.
+    ("POST", "/v2/repository/index"): b'{"ready": true}',
+    ("POST", "/v2/repository/models/{name}/load"): b'{"parameters": {}}',
+    ("POST", "/v2/repository/models/{name}/unload"): b'{"parameters": {}}',
 }
 #: Routes that take no body: only their path can be hostile.
 NO_BODY = {

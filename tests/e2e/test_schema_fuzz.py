@@ -103,12 +103,13 @@ def steer_towards_existing(case: Any) -> None:
 
     Random names almost never hit either, so without this nearly every answer would be a
     404 and the success responses would go unchecked. Admin operations keep their random
-    names (unloading the only model would starve the rest of the run), DELETE keeps its random
+    names, as do the v2 repository operations (unloading the only model would starve the rest
+    of the run), DELETE keeps its random
     stream ids (so the streams stay for the other operations), and the forecast subscription
     (server-sent events) never meets a live stream, whose answer would not end.
     """
     params = case.path_parameters
-    if params is None or case.path.startswith("/v1/admin"):
+    if params is None or case.path.startswith(("/v1/admin", "/v2/repository")):
         return
     if "name" in params:
         params["name"] = "demo-lstm"

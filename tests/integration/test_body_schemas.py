@@ -2,7 +2,8 @@
 
 The reference: an app whose handlers take the pydantic models as Litestar's ``data`` (how
 the service declared its bodies before they were decoded with msgspec). Every operation's
-request body and every schema it reaches must be the same in the served document.
+request body and every schema it reaches must be the same in the served document (both
+completed by ``service.api.openapi_complete``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from litestar import Litestar, post, put
 from litestar.params import FromPath, JSONBody
 
+from service.api.openapi_complete import complete
 from service.api.requests import BulkObserveRequest, ForecastRequest, ObserveRequest, StreamCreate
 from service.app import create_app
 from service.settings import Settings
@@ -38,7 +40,9 @@ def reference_document() -> dict[str, Any]:
     @post("/bulk", status_code=200)
     async def bulk(data: JSONBody[BulkObserveRequest]) -> None: ...
 
-    return Litestar([observe, create, forecast, bulk]).openapi_schema.to_schema()
+    # Completed as the served document is (examples, both forms of a time): the comparison
+    # is of what the decoders change, not of what the document adds to every body.
+    return complete(Litestar([observe, create, forecast, bulk]).openapi_schema).to_schema()
 
 
 def reached(document: dict[str, Any], schema: Any, out: dict[str, Any]) -> dict[str, Any]:
@@ -65,11 +69,10 @@ def test_every_hot_body_is_documented_as_its_pydantic_model(model_repository: Pa
     reference = reference_document()
     for (path, method), model in BODIES.items():
         body = served["paths"][path][method]["requestBody"]
-        assert body == {
-            "content": {
-                "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
-            },
-            "required": True,
+        assert body["required"] is True
+        assert list(body["content"]) == ["application/json"]
+        assert body["content"]["application/json"]["schema"] == {
+            "$ref": f"#/components/schemas/{model.__name__}"
         }
         want = reached(reference, {"$ref": f"#/components/schemas/{model.__name__}"}, {})
         got = reached(served, body["content"]["application/json"]["schema"], {})
