@@ -36,6 +36,7 @@ from forecast_client.errors import (
     Unauthorized,
 )
 from forecast_client.retry import NO_RETRY, Retry
+from forecast_client.scores import Anomaly, LiveAccuracy, ReadingScore
 from forecast_client.sync import ForecastClient, StreamSocket
 from forecast_client.types import (
     Forecast,
@@ -58,6 +59,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "NO_RETRY",
+    "Anomaly",
     "ApiError",
     "AsyncForecastClient",
     "AsyncStreamSocket",
@@ -68,6 +70,7 @@ __all__ = [
     "ForecastClient",
     "ForecastClientError",
     "InvalidInput",
+    "LiveAccuracy",
     "ModelRef",
     "ModelVersion",
     "NotFound",
@@ -76,6 +79,7 @@ __all__ = [
     "RateLimited",
     "Reading",
     "ReadingLike",
+    "ReadingScore",
     "Retry",
     "ServerError",
     "ServiceUnavailable",

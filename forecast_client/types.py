@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from forecast_client.errors import ApiError, problem_error
+from forecast_client.scores import Anomaly, LiveAccuracy, ReadingScore, scores_of
 
 #: An aware datetime, a naive one (taken as UTC), epoch seconds, or ISO 8601 text.
 Timestamp = datetime | float | int | str
@@ -135,6 +136,8 @@ class StoredReading:
     timestamp: datetime
     values: tuple[float, ...]
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: Flagged as an anomaly when it arrived.
+    anomaly: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,10 +152,12 @@ class Stream:
     forecast: Forecast | None
     readings: tuple[StoredReading, ...] | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: The stream's most recent anomalous reading (None: none yet).
+    last_anomaly: Anomaly | None = None
 
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> Stream:
-        return cls(**_stream_fields(data))
+        return cls(**_stream_fields(data), last_anomaly=Anomaly.of(data.get("last_anomaly")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +212,7 @@ def _stream_fields(data: Mapping[str, Any]) -> dict[str, Any]:
                 timestamp=parse_time(r["timestamp"]) or datetime.fromtimestamp(0, tz=UTC),
                 values=tuple(float(v) for v in r["values"]),
                 raw=r,
+                anomaly=bool(r.get("anomaly", False)),
             )
             for r in readings
         ),
@@ -230,6 +236,13 @@ class ObserveResult:
     filled: int = 0
     readings: tuple[StoredReading, ...] | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: One per applied reading: how it compared with the forecast issued for its time.
+    scores: tuple[ReadingScore, ...] = ()
+
+    @property
+    def anomalies(self) -> tuple[ReadingScore, ...]:
+        """The applied readings flagged as anomalies."""
+        return tuple(s for s in self.scores if s.anomaly)
 
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> ObserveResult:
@@ -238,6 +251,7 @@ class ObserveResult:
             applied=int(data.get("applied", 0)),
             skipped=tuple(t for t in map(parse_time, data.get("skipped", [])) if t is not None),
             filled=int(data.get("filled", 0)),
+            scores=scores_of(data),
         )
 
 
@@ -250,6 +264,9 @@ class Summary:
     skipped: int
     last_timestamp: datetime | None
     median: tuple[float, ...] | None
+    #: Per applied reading: its quantile position (None: not scored), and its anomaly flag.
+    positions: tuple[float | None, ...] = ()
+    anomaly: tuple[bool, ...] = ()
 
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> Summary:
@@ -260,6 +277,8 @@ class Summary:
             skipped=int(data["skipped"]),
             last_timestamp=parse_time(data.get("last_timestamp")),
             median=None if median is None else tuple(float(v) for v in median),
+            positions=tuple(None if p is None else float(p) for p in data.get("positions", ())),
+            anomaly=tuple(bool(a) for a in data.get("anomaly", ())),
         )
 
 
@@ -326,6 +345,8 @@ class ModelVersion:
     accuracy: Mapping[str, Mapping[str, float]] | None
     training: Mapping[str, Any] | None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: The last hour's live figures on the replica that answered (beside ``accuracy``).
+    live: LiveAccuracy | None = None
 
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> ModelVersion:
@@ -345,6 +366,7 @@ class ModelVersion:
             accuracy=data.get("accuracy"),
             training=data.get("training"),
             raw=data,
+            live=LiveAccuracy.of(data.get("live")),
         )
 
 

@@ -130,6 +130,8 @@ def create_app(
             on_model_change=cfg.on_model_change,
             max_observations=cfg.max_observations,
             max_streams_per_tenant=cfg.max_streams_per_tenant,
+            scoring=cfg.scoring == "on",
+            anomaly_margin=cfg.anomaly_margin,
         )
         app.state.settings = cfg
         app.state.registry = models

@@ -30,6 +30,7 @@ from service.core.engine import Engine, Policies
 from service.core.gaps import GapPolicy, missing_before
 from service.core.observations import FloatArray, Observations, Readings, TimeArray
 from service.core.records import runtime_for, unknown, unreadable
+from service.core.scoring import last_anomaly
 from service.errors import ForecastError, PayloadTooLarge, StateMismatch, UnknownStream
 from service.ids import check_stream_id
 from service.metrics import Metrics
@@ -86,6 +87,8 @@ class Forecaster:
         on_model_change: ModelChangePolicy = "reject",
         max_streams_per_tenant: int = 100_000,
         record_cache: int = 65_536,
+        scoring: bool = True,
+        anomaly_margin: float = 0.5,
     ) -> None:
         self.registry = registry
         self.store = store
@@ -113,7 +116,14 @@ class Forecaster:
             metrics,
             self._calls,
             RecordCache(record_cache),
-            Policies(gap_policy, max_gap_steps, on_model_change, history_length),
+            Policies(
+                gap_policy,
+                max_gap_steps,
+                on_model_change,
+                history_length,
+                scoring=scoring,
+                anomaly_margin=anomaly_margin,
+            ),
             ttl_seconds=ttl_seconds,
             cas_retries=cas_retries,
             batch_max_rows=batch_max_rows,
@@ -190,7 +200,10 @@ class Forecaster:
         seq, last_ts, missing = 0, NO_TIMESTAMP, 0
         kept_ts: TimeArray | None = None
         kept_values: FloatArray | None = None
+        last_target = float("nan")
         if history is not None:
+            target = runtime.manifest.features.index(runtime.manifest.target)
+            last_target = float(history.values[-1, target])
             forecast, state = await self._calls.feed(
                 runtime, history.values, history.timestamps, state
             )
@@ -213,6 +226,7 @@ class Forecaster:
             forecast=forecast,
             history_ts=kept_ts,
             history_values=kept_values,
+            last_target=last_target,
         )
         value = record.encode()
         # Counted before it is written, so no replica ever sees more streams than the limit.
@@ -343,6 +357,7 @@ class Forecaster:
             record.seq,
             record.last_ts,
             record.forecast,
+            last_anomaly(record),
         )
 
     async def delete_stream(self, tenant: str, stream_id: str) -> None:

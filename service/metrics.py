@@ -130,9 +130,65 @@ class Metrics:
             "Distinct streams this process updated in the last five minutes.",
             registry=r,
         )
+        self._score_metrics(r)
         self.model_info = Gauge(
             "forecast_model_info",
             "Loaded model versions (value 1) with their kind and execution providers.",
             ["model", "version", "kind", "providers"],
+            registry=r,
+        )
+
+    def _score_metrics(self, r: CollectorRegistry) -> None:
+        """Live accuracy (``service.core.scoring``): sums in the target's units, by model,
+        version and horizon bucket (``1``, ``2-6``, ``7-24``, ``25+`` steps ahead)."""
+        labels = ["model", "version", "horizon"]
+        self.scored = Counter(
+            "forecast_score_readings",
+            "Readings scored against the forecast issued for their time.",
+            labels,
+            registry=r,
+        )
+        self.unscored = Counter(
+            "forecast_score_unscored",
+            "Readings applied with no forecast issued for their time (first, after a long "
+            "gap, after a replay): not scored.",
+            ["model", "version"],
+            registry=r,
+        )
+        self.abs_error = Counter(
+            "forecast_score_abs_error",
+            "Sum of |reading - forecast median| over scored readings (target units).",
+            labels,
+            registry=r,
+        )
+        self.squared_error = Counter(
+            "forecast_score_squared_error",
+            "Sum of (reading - forecast median)^2 over scored readings (target units squared).",
+            labels,
+            registry=r,
+        )
+        self.naive_error = Counter(
+            "forecast_score_naive_abs_error",
+            "Sum of |reading - last reading at the forecast's origin| over the same readings: "
+            "the naive forecast's error, the denominator of the live skill.",
+            labels,
+            registry=r,
+        )
+        self.pinball = Counter(
+            "forecast_score_pinball",
+            "Sum of the pinball loss of each quantile over scored readings (target units).",
+            [*labels, "quantile"],
+            registry=r,
+        )
+        self.inside = Counter(
+            "forecast_score_inside_interval",
+            "Scored readings inside the outer interval (lowest to highest quantile).",
+            labels,
+            registry=r,
+        )
+        self.anomalies = Counter(
+            "forecast_anomalies",
+            "Readings outside the outer interval by more than the anomaly margin.",
+            ["model", "version"],
             registry=r,
         )

@@ -190,6 +190,22 @@ class Settings(BaseSettings, MqttSettings):
             "(re-warm it with PUT), replay rebuilds it from its kept history."
         ),
     )
+    scoring: Literal["on", "off"] = Field(
+        default="on",
+        description=(
+            "Score every reading against the forecast issued for its time (live accuracy "
+            "metrics, anomaly flags); off answers without scores."
+        ),
+    )
+    anomaly_margin: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=100.0,
+        description=(
+            "A reading is an anomaly when it lies outside the forecast's outer interval by "
+            "more than this many times the interval's width."
+        ),
+    )
     ws_max_in_flight: int = Field(
         default=256,
         ge=1,

@@ -120,6 +120,8 @@ def _summary(chunk: AnswerChunk, row: int, columns: dict[int, _Columns]) -> Summ
         last_timestamp=from_epoch(None if last == _NO_TIME else last),
         median=listed.median[row] if listed.has_forecast[row] else None,
         missing=listed.missing[row],
+        positions=listed.positions[listed.bounds[row] : listed.bounds[row + 1]],
+        anomaly=listed.anomaly[listed.bounds[row] : listed.bounds[row + 1]],
     )
 
 
@@ -136,9 +138,23 @@ class _Columns:
     last_ts: list[float]
     median: list[list[float]]
     has_forecast: list[bool]
+    #: Every row's readings' positions and flags, row ``r``'s at ``bounds[r]:bounds[r + 1]``.
+    bounds: list[int]
+    positions: list[float | None]
+    anomaly: list[bool]
 
     @classmethod
     def of(cls, chunk: AnswerChunk) -> _Columns:
+        scores = chunk.scores
+        if scores is None:
+            bounds, positions, anomaly = [0] * (len(chunk.seq) + 1), [], []
+        else:
+            bounds = scores.bounds.tolist()
+            positions = [
+                p if ok else None
+                for p, ok in zip(scores.position.tolist(), scores.scored.tolist(), strict=True)
+            ]
+            anomaly = scores.anomaly.tolist()
         return cls(
             chunk.seq.tolist(),
             chunk.applied.tolist(),
@@ -146,4 +162,7 @@ class _Columns:
             chunk.last_ts.tolist(),
             chunk.forecast[:, :, chunk.model.median_index].tolist(),
             chunk.has_forecast.tolist(),
+            bounds,
+            positions,
+            anomaly,
         )

@@ -45,6 +45,14 @@ class ModelVersionOut(ModelSummaryOut):
     accuracy: dict[str, dict[str, float]] | None = Field(
         description="Held-out accuracy by metric and horizon, when recorded."
     )
+    live: dict[str, Any] = Field(
+        description=(
+            "This replica's last hour of scored readings (window_seconds, scored, unscored, "
+            "mae, naive_mae, relative_mae, coverage, mean_pinball, anomalies; null where "
+            "nothing was scored)."
+        )
+    )
+    headline: str = Field(description="The held-out MASE beside the last hour's figures.")
 
 
 class ModelDetailOut(BaseModel):

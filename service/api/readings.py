@@ -14,7 +14,7 @@ import msgspec
 import numpy as np
 from litestar.params import QueryParameter
 
-from service.api.schemas import StreamOut, from_epoch, stream_out
+from service.api.schemas import AnomalyOut, StreamOut, anomaly_out, from_epoch, stream_out
 from service.errors import StateMismatch, UnknownStream
 from service.forecaster import Forecaster, StreamView
 from service.state.record import RecordError, StreamRecord
@@ -46,8 +46,15 @@ class ReadingOut(msgspec.Struct):
     values: Annotated[
         list[float], msgspec.Meta(description="One value per model feature, in its order.")
     ]
-    # Issue 14 adds the anomaly flag of each reading here (scored when its actual arrived);
-    # the page at /ui already marks readings whose ``anomaly`` is true.
+    anomaly: Annotated[
+        bool,
+        msgspec.Meta(
+            description=(
+                "Flagged as an anomaly when it arrived (kept for the stream's last 64 rows; "
+                "older ones and rows filled into gaps read false)."
+            )
+        ),
+    ] = False
 
 
 class StreamDetailOut(StreamOut, omit_defaults=True):
@@ -59,6 +66,10 @@ class StreamDetailOut(StreamOut, omit_defaults=True):
             description="The most recent readings, oldest first (only with ?readings=N > 0)."
         ),
     ] = None
+    last_anomaly: Annotated[
+        AnomalyOut | None,
+        msgspec.Meta(description="The stream's most recent anomalous reading (absent: none)."),
+    ] = None
 
 
 def readings_out(record: StreamRecord, limit: int, until: float | None = None) -> list[ReadingOut]:
@@ -67,15 +78,18 @@ def readings_out(record: StreamRecord, limit: int, until: float | None = None) -
     if limit <= 0 or record.history_ts is None or record.history_values is None:
         return []
     times, values = record.history_ts, record.history_values
+    total = len(times)
+    bits = record.anomaly_bits
+    flags = [0 <= total - 1 - r < 64 and bool(bits >> (total - 1 - r) & 1) for r in range(total)]
     if until is not None:
         keep = int(np.searchsorted(times, until, side="right"))
-        times, values = times[:keep], values[:keep]
+        times, values, flags = times[:keep], values[:keep], flags[:keep]
     # str() of a float32 is its shortest form: 0.1, not 0.10000000149011612.
     rows = [[float(str(v)) for v in row] for row in values[-limit:]]
     times = times[-limit:].tolist()
     return [
-        ReadingOut(timestamp=stamp, values=row)
-        for stamp, row in zip(map(_at, times), rows, strict=True)
+        ReadingOut(timestamp=stamp, values=row, anomaly=flag)
+        for stamp, row, flag in zip(map(_at, times), rows, flags[-limit:], strict=True)
     ]
 
 
@@ -109,7 +123,11 @@ async def stream_with_readings(
 
 def detail_out(view: StreamView, readings: list[ReadingOut] | None = None) -> StreamDetailOut:
     """The ``GET`` answer: ``stream_out`` of the view, and the readings when asked for."""
-    return StreamDetailOut(**msgspec.structs.asdict(stream_out(view)), readings=readings)
+    return StreamDetailOut(
+        **msgspec.structs.asdict(stream_out(view)),
+        readings=readings,
+        last_anomaly=anomaly_out(view.last_anomaly),
+    )
 
 
 def _same_position(view: StreamView, record: StreamRecord) -> bool:

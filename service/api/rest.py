@@ -28,6 +28,7 @@ from service.api.schemas import (
     observe_out,
     series_forecast_out,
 )
+from service.core.live import headline
 from service.errors import PayloadTooLarge
 from service.forecaster import Observations
 from service.ids import ID_JSON_PATTERN, ID_RULE, MAX_ID_BYTES
@@ -88,8 +89,11 @@ class ModelController(Controller):
         summary="One model: every version with its manifest",
         responses=answers(ModelDetailOut, "Every served version of the model."),
     )
-    async def get_model(self, registry: RegistryDep, name: FromPath[str]) -> dict[str, Any]:
+    async def get_model(
+        self, registry: RegistryDep, forecaster: ForecasterDep, name: FromPath[str]
+    ) -> dict[str, Any]:
         latest = registry.get(name)
+        live = forecaster.engine.live
         return {
             "name": name,
             "latest": latest.version,
@@ -98,6 +102,8 @@ class ModelController(Controller):
                     **model_summary(r),
                     "training": _dump(r.manifest.training),
                     "accuracy": r.manifest.accuracy,
+                    "live": (now := live.figures(r.name, r.version, len(r.manifest.quantiles))),
+                    "headline": headline(r.manifest.accuracy, now),
                 }
                 for r in registry.versions(name)
             ],

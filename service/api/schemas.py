@@ -13,6 +13,7 @@ from typing import Annotated, cast
 import msgspec
 import numpy as np
 
+from service.core.scoring import LastAnomaly, ReadingScore
 from service.forecaster import Forecast, ObserveResult, StreamView
 
 
@@ -80,6 +81,85 @@ class StreamOut(msgspec.Struct):
     forecast: ForecastOut | None
 
 
+class ScoreOut(msgspec.Struct):
+    """How one applied reading compared with the forecast issued for its time."""
+
+    timestamp: datetime
+    scored: Annotated[
+        bool,
+        msgspec.Meta(
+            description=(
+                "False when no forecast was issued for this time (the stream's first "
+                "reading, one after a gap longer than the horizon, the first after a replay)."
+            )
+        ),
+    ]
+    step: Annotated[
+        int | None, msgspec.Meta(description="The forecast step it was scored against.")
+    ] = None
+    error: Annotated[
+        float | None, msgspec.Meta(description="The reading's target minus the forecast median.")
+    ] = None
+    position: Annotated[
+        float | None,
+        msgspec.Meta(
+            description=(
+                "Its quantile level in the forecast distribution (interpolated between the "
+                "quantiles; 0 below the lowest, 1 above the highest)."
+            )
+        ),
+    ] = None
+    anomaly: Annotated[
+        bool,
+        msgspec.Meta(
+            description=(
+                "Outside the outer interval by more than FORECAST_ANOMALY_MARGIN times its width."
+            )
+        ),
+    ] = False
+    inside: Annotated[
+        bool,
+        msgspec.Meta(description="Inside the outer interval (lowest to highest quantile)."),
+    ] = False
+
+
+class AnomalyOut(msgspec.Struct):
+    """A stream's most recent anomalous reading."""
+
+    timestamp: datetime
+    value: float
+    position: float
+    low: Annotated[float, msgspec.Meta(description="The outer interval's lower end.")]
+    high: Annotated[float, msgspec.Meta(description="The outer interval's upper end.")]
+
+
+def anomaly_out(anomaly: LastAnomaly | None) -> AnomalyOut | None:
+    if anomaly is None:
+        return None
+    return AnomalyOut(
+        timestamp=_utc(anomaly.timestamp),
+        value=anomaly.value,
+        position=anomaly.position,
+        low=anomaly.low,
+        high=anomaly.high,
+    )
+
+
+def scores_out(scores: tuple[ReadingScore, ...]) -> list[ScoreOut]:
+    return [
+        ScoreOut(
+            timestamp=_utc(s.timestamp),
+            scored=s.step is not None,
+            step=s.step,
+            error=s.error,
+            position=s.position,
+            anomaly=s.anomaly,
+            inside=s.inside,
+        )
+        for s in scores
+    ]
+
+
 class ObserveOut(StreamOut):
     applied: Annotated[
         int, msgspec.Meta(description="Observations of this request applied to the state.")
@@ -108,6 +188,18 @@ class ObserveOut(StreamOut):
                 "under accept."
             )
         ),
+    ] = 0
+    scores: Annotated[
+        list[ScoreOut],
+        msgspec.Meta(
+            description=(
+                "One per applied reading: how it compared with the forecast issued for its "
+                "time (empty with FORECAST_SCORING=off)."
+            )
+        ),
+    ] = []
+    anomalies: Annotated[
+        int, msgspec.Meta(description="Applied readings flagged as anomalies.")
     ] = 0
 
 
@@ -239,6 +331,8 @@ def observe_out(result: ObserveResult) -> ObserveOut:
         skipped=[datetime.fromtimestamp(t, tz=UTC) for t in result.skipped],
         filled=result.filled,
         missing=result.missing,
+        scores=scores_out(result.scores),
+        anomalies=sum(s.anomaly for s in result.scores),
     )
 
 
@@ -265,6 +359,18 @@ class SummaryOut(msgspec.Struct):
     missing: Annotated[
         int, msgspec.Meta(description="Readings missing before these (see ObserveOut).")
     ] = 0
+    positions: Annotated[
+        list[float | None],
+        msgspec.Meta(
+            description=(
+                "Per applied reading: its quantile position in the forecast issued for it "
+                "(null: not scored; see ObserveOut.scores)."
+            )
+        ),
+    ] = []
+    anomaly: Annotated[
+        list[bool], msgspec.Meta(description="Per applied reading: flagged as an anomaly.")
+    ] = []
 
 
 class StreamAnswer(msgspec.Struct):
@@ -288,6 +394,8 @@ def summary_out(result: ObserveResult) -> SummaryOut:
         last_timestamp=from_epoch(view.last_timestamp),
         median=None if forecast is None else forecast.values[:, forecast.median_index].tolist(),
         missing=result.missing,
+        positions=[s.position for s in result.scores],
+        anomaly=[s.anomaly for s in result.scores],
     )
 
 

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from service.errors import ForecastError
 from service.runtime import ModelRuntime
+
+if TYPE_CHECKING:
+    from service.core.scoring import LastAnomaly, ReadingScore, Scores
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -73,6 +77,8 @@ class StreamView:
     seq: int
     last_timestamp: float | None
     forecast: Forecast | None
+    #: The stream's most recent anomalous reading (shown by ``GET``; None: none yet).
+    last_anomaly: LastAnomaly | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +93,9 @@ class ObserveResult:
     #: Readings missing (more than 1.5 model periods between two) before the ones applied,
     #: whatever the gap policy: filled under forward and median, fed as they are under accept.
     missing: int = 0
+    #: One per applied reading, in order: how it compared with the forecast issued for its
+    #: time (empty when scoring is off).
+    scores: tuple[ReadingScore, ...] = ()
 
 
 def origin_of(last_ts: float) -> float | None:
@@ -101,12 +110,13 @@ def view_of(
     seq: int,
     last_ts: float,
     forecast: FloatArray | None,
+    anomaly: LastAnomaly | None = None,
 ) -> StreamView:
     """A stream as a client sees it. Without ``model`` (its model is not served) it shows
     no forecast: one made by other weights is never shown as this model's."""
     origin = origin_of(last_ts)
     made = None if model is None or forecast is None else model.forecast(origin, forecast)
-    return StreamView(stream_id, name, version, seq, origin, made)
+    return StreamView(stream_id, name, version, seq, origin, made, anomaly)
 
 
 @dataclass(slots=True)
@@ -124,6 +134,8 @@ class AnswerChunk:
     missing: npt.NDArray[np.int64]
     #: Skipped timestamps of the rows that skipped any (most skip none).
     skipped: dict[int, tuple[float, ...]]
+    #: The applied readings' scores (None: scoring is off).
+    scores: Scores | None = None
 
     def result(self, row: int, created: bool = False) -> ObserveResult:
         forecast = self.forecast[row] if self.has_forecast[row] else None
@@ -139,6 +151,7 @@ class AnswerChunk:
             created,
             int(self.filled[row]),
             int(self.missing[row]),
+            () if self.scores is None else self.scores.of(row),
         )
 
 

@@ -29,6 +29,7 @@ from service.core.answers import AnswerChunk, Answers
 from service.core.cache import RecordCache
 from service.core.calls import ModelCalls
 from service.core.gaps import GapPolicy
+from service.core.live import LiveAccuracy
 from service.core.observations import IntArray, Readings
 from service.core.planner import Call, RoundPlan, plan_unit
 from service.core.records import Group, RecordSet
@@ -68,6 +69,10 @@ class Policies:
     max_gap_steps: int = 48
     on_model_change: str = "reject"
     history_length: int = 48
+    #: Whether readings are scored against their forecasts (``service.core.scoring``).
+    scoring: bool = True
+    #: How far outside the outer interval (times its width) a reading is an anomaly.
+    anomaly_margin: float = 0.5
 
 
 class Engine:
@@ -99,6 +104,7 @@ class Engine:
         self._cas_retries = cas_retries
         self._announce = announce
         self._touch = touch
+        self.live = LiveAccuracy(metrics)
         self._batcher: MicroBatcher[Part, Answers] = MicroBatcher(
             self._batch,
             max_items=batch_max_rows,
@@ -265,6 +271,7 @@ class Engine:
         skipped: Counter[str] = Counter()
         announce: list[tuple[str, AnswerChunk, int]] = []
         answered: list[str] = []
+        scored: dict[int, tuple[AnswerChunk, list[int]]] = {}
         for one in done:
             e = one[0]
             key = keys[e]
@@ -282,12 +289,15 @@ class Engine:
             if count:
                 applied[chunk.model.name] += count
                 announce.append((key, chunk, row))
+                scored.setdefault(id(chunk), (chunk, []))[1].append(row)
             if row in chunk.skipped:
                 skipped[chunk.model.name] += len(chunk.skipped[row])
         for model, count in applied.items():
             self.metrics.observations.labels(model).inc(count)
         for model, count in skipped.items():
             self.metrics.duplicates.labels(model).inc(count)
+        for chunk, rows in scored.values():
+            self.live.add(chunk, np.array(rows, dtype=np.int64))
         self._touch(answered)
         return announce
 

@@ -21,6 +21,7 @@ from service.core.answers import AnswerChunk
 from service.core.gaps import Feed, fill_forward, median_feeds, missing_before, refusal
 from service.core.observations import FloatArray, IntArray, Readings, TimeArray, ranges
 from service.core.observations import synthetic_times as stamp
+from service.core.scoring import Scores, score_round
 from service.core.streams import Streams
 from service.errors import ForecastError
 
@@ -102,6 +103,13 @@ class RoundPlan:
                               ts[chosen], values[chosen], gap_rows[chosen])  # fmt: skip
                 except ForecastError as exc:
                     self.errors[k] = exc
+        #: The fresh readings' scores (None: scoring is off).
+        self.scores: Scores | None = None
+        if policies.scoring:
+            self.scores = score_round(
+                streams, slots, ts, values, fresh, entry_of, list(self.errors),
+                policies.anomaly_margin,
+            )  # fmt: skip
         self._ts, self._values = ts, values
         self._first, self._counts = first, counts
 
@@ -194,6 +202,7 @@ class RoundPlan:
             filled=filled,
             missing=self.missing,
             skipped=self.skipped,
+            scores=self.scores,
         )
 
 

@@ -224,6 +224,7 @@ class RecordSet:
                 history_values=block["history_values"],
                 history_length=keep,
                 rebuilt=True,
+                tail=block if kind.layout.scored else None,
             )
             self._add(Group(streams, keys, kind))
             metrics.streams_rebuilt.labels(runtime.name).inc(len(keys))

@@ -16,8 +16,10 @@ from service.core.answers import Model
 from service.runtime import ModelRuntime
 from service.state.record import (
     FLAG_FORECAST,
+    FLAG_SCORE,
     FORMAT_VERSION,
     MAGIC,
+    NO_TIMESTAMP,
     Block,
     Layout,
     new_nonces,
@@ -26,6 +28,9 @@ from service.state.record import (
 FloatArray = npt.NDArray[np.float32]
 TimeArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+
+#: The record's last-anomaly fields, the columns of ``Streams.anomaly`` in this order.
+ANOMALY_FIELDS = ("anomaly_ts", "anomaly_value", "anomaly_position", "anomaly_low", "anomaly_high")
 
 
 class Streams:
@@ -44,6 +49,7 @@ class Streams:
         history_values: FloatArray | None,
         history_length: int,
         rebuilt: bool = False,
+        tail: Block | None = None,
     ) -> None:
         n = len(seq)
         m = runtime.manifest
@@ -69,6 +75,11 @@ class Streams:
             self.has_last[:] = True
         self.fed = np.zeros(n, dtype=np.int64)
         self.rebuilt = np.full(n, rebuilt)
+        #: Whether the forecast held was issued to a client (a replayed one was not).
+        self.issued = self.has_forecast & ~self.rebuilt
+        self._score_tail(n, tail)
+        #: Anomalous readings found by this batch's scoring, by stream: their times.
+        self.flagged: dict[int, list[float]] = {}
         self._log: list[tuple[IntArray, IntArray, TimeArray, FloatArray]] = []
 
     def __len__(self) -> int:
@@ -89,7 +100,25 @@ class Streams:
             history_ts=block["history_ts"] if layout.rows else None,
             history_values=block["history_values"] if layout.rows else None,
             history_length=history_length,
+            tail=block if layout.scored else None,
         )
+
+    def _score_tail(self, n: int, tail: Block | None) -> None:
+        """What the record's score tail holds (a format 1 record: the last target value from
+        its history, if it kept one, and no anomaly)."""
+        self.target = self.runtime.manifest.features.index(self.runtime.manifest.target)
+        if tail is not None:
+            self.last_target = tail["last_target"].astype(np.float32)
+            self.anomaly = np.stack(
+                [tail[name].astype(np.float64) for name in ANOMALY_FIELDS], axis=1
+            )
+            self.anomaly_bits = tail["anomaly_bits"].astype(np.uint64)
+            return
+        self.anomaly_bits = np.zeros(n, dtype=np.uint64)
+        self.last_target = np.full(n, np.nan, dtype=np.float32)
+        self.last_target[self.has_last] = self.last_values[self.has_last, self.target]
+        self.anomaly = np.full((n, len(ANOMALY_FIELDS)), np.nan)
+        self.anomaly[:, 0] = NO_TIMESTAMP
 
     def last_row(self, i: int) -> FloatArray | None:
         return self.last_values[i] if self.has_last[i] else None
@@ -111,11 +140,34 @@ class Streams:
         self.seq[slots] += counts
         ends = np.cumsum(counts) - 1
         self.last_ts[slots] = ts[ends]
+        self.last_target[slots] = values[ends, self.target]
+        self.issued[slots] = True
+        self._shift_flags(slots, counts, ts, ends)
         self.fed[slots] += counts
         if self._keep > 0:
             self.last_values[slots] = values[ends]
             self.has_last[slots] = True
             self._log.append((slots, counts, ts, values))
+
+    def _shift_flags(
+        self, slots: IntArray, counts: IntArray, ts: TimeArray, ends: IntArray
+    ) -> None:
+        """Make room in each stream's anomaly bits for the rows just fed; set the anomalies'."""
+        wide = counts >= 64
+        shift = np.where(wide, 0, counts).astype(np.uint64)
+        self.anomaly_bits[slots] = np.where(wide, 0, self.anomaly_bits[slots] << shift)
+        if not self.flagged:
+            return
+        for k, slot in enumerate(slots.tolist()):
+            times = self.flagged.get(slot)
+            if times is None:
+                continue
+            end = int(ends[k])
+            fed = ts[end - int(counts[k]) + 1 : end + 1]
+            for at in times:
+                age = len(fed) - 1 - int(np.searchsorted(fed, at))  # 0: the newest row fed
+                if 0 <= age < 64 and at in fed:
+                    self.anomaly_bits[slot] |= np.uint64(1) << np.uint64(age)
 
     @property
     def dirty(self) -> IntArray:
@@ -174,7 +226,7 @@ class Streams:
         block = np.zeros(n, dtype=layout.dtype)
         block["magic"] = MAGIC
         block["format"] = FORMAT_VERSION
-        block["flags"] = FLAG_FORECAST
+        block["flags"] = FLAG_FORECAST | FLAG_SCORE
         block["incarnation"] = self.incarnation[slots]
         block["seq"] = self.seq[slots]
         block["last_ts"] = self.last_ts[slots]
@@ -190,6 +242,10 @@ class Streams:
         block["name"] = np.void(name)
         block["state"] = self.state[slots]
         block["forecast"] = self.forecast[slots]
+        block["last_target"] = self.last_target[slots]
+        for k, field in enumerate(ANOMALY_FIELDS):
+            block[field] = self.anomaly[slots, k]
+        block["anomaly_bits"] = self.anomaly_bits[slots]
         if rows:
             kept = rows - min(rows, added)  # rows of the old history still kept
             if kept:

@@ -5,8 +5,8 @@ Layout (little-endian, packed)::
 
     offset  size  field
     0       2     magic b"FS"
-    2       1     format version (1)
-    3       1     flags (bit 0: a forecast follows the state row)
+    2       1     format version (2; 1 is still read, see below)
+    3       1     flags (bit 0: a forecast follows the state row; bit 1: the score tail)
     4       8     incarnation: random id drawn when the stream is (re)created
     12      8     seq: observations applied since creation
     20      8     last timestamp, float64 epoch seconds (-inf before the first)
@@ -25,6 +25,17 @@ Layout (little-endian, packed)::
     ...     4*H*Q latest forecast, float32 (only with flag bit 0)
     ...     8*R   history timestamps, float64
     ...     4*R*F history values, float32
+    ...     36    score tail (only with flag bit 1; format 2): the last reading's target
+                  value (float32, NaN before any); the stream's last anomaly: its
+                  timestamp (float64, -inf: none yet), value, quantile position, and the
+                  outer interval it fell outside (low, high), float32 each; then which of
+                  the last 64 rows fed were anomalies (uint64, bit i: the i-th newest)
+
+Format 1 is format 2 without the score tail: such records still decode (the tail reads as
+"no last value, no anomaly", or the last value from the kept history), and the engine
+writes them back as format 2. The forecast the record keeps (bit 0) is the one the stream
+issued at ``last_ts`` for the H steps after it; the tail holds what scoring the next readings
+against it needs beyond that (``service.core.scoring``), so scoring reads nothing more.
 
 There is one codec: each combination of the sizes (a ``Layout``) is a numpy structured dtype,
 and a batch of records that share one is decoded with one ``np.frombuffer`` and encoded with
@@ -46,18 +57,25 @@ with other contents cannot pass.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 MAGIC = b"FS"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Formats this code decodes (1: before the score tail).
+READ_FORMATS = (1, 2)
 FLAG_FORECAST = 0x01
+FLAG_SCORE = 0x02
+#: Bytes of the score tail.
+SCORE_SIZE = 36
 TOKEN_SLICE = slice(4, 20)
 TOKEN_SIZE = 16
 
@@ -122,6 +140,8 @@ class Layout:
     quantiles: int
     rows: int
     width: int  # 0 without history
+    #: Whether the score tail follows (format 2 with flag bit 1).
+    scored: bool = True
 
     @classmethod
     def of(cls, record: StreamRecord) -> Layout:
@@ -134,6 +154,7 @@ class Layout:
             quantiles=0 if forecast is None else int(forecast.shape[1]),
             rows=0 if history is None else int(history.shape[0]),
             width=0 if history is None else int(history.shape[1]),
+            scored=record.scored,
         )
 
     @property
@@ -149,7 +170,20 @@ class Layout:
             + 4 * self.horizon * self.quantiles
             + 8 * self.rows
             + 4 * self.rows * self.width
+            + (SCORE_SIZE if self.scored else 0)
         )
+
+
+#: The score tail's fields (see the table above).
+_SCORE_FIELDS: list[tuple[str, str]] = [
+    ("last_target", "<f4"),
+    ("anomaly_ts", "<f8"),
+    ("anomaly_value", "<f4"),
+    ("anomaly_position", "<f4"),
+    ("anomaly_low", "<f4"),
+    ("anomaly_high", "<f4"),
+    ("anomaly_bits", "<u8"),
+]
 
 
 @functools.lru_cache(maxsize=256)
@@ -162,6 +196,8 @@ def _layout_dtype(layout: Layout) -> np.dtype[np.void]:
     if layout.rows:
         fields.append(("history_ts", "<f8", (layout.rows,)))
         fields.append(("history_values", "<f4", (layout.rows, layout.width)))
+    if layout.scored:
+        fields += _SCORE_FIELDS
     dtype = np.dtype(fields)
     assert dtype.itemsize == layout.size
     return dtype
@@ -188,9 +224,11 @@ def read_header(data: bytes) -> Kind:
     head = np.frombuffer(data, dtype=HEADER, count=1)[0]
     if bytes(head["magic"]) != MAGIC:
         raise RecordError("not a stream record (bad magic)")
-    if int(head["format"]) != FORMAT_VERSION:
-        raise RecordError(f"stream record format {int(head['format'])} is not supported")
-    has_forecast = bool(int(head["flags"]) & FLAG_FORECAST)
+    version = int(head["format"])
+    if version not in READ_FORMATS:
+        raise RecordError(f"stream record format {version} is not supported")
+    flags = int(head["flags"])
+    has_forecast = bool(flags & FLAG_FORECAST)
     rows = int(head["rows"])
     layout = Layout(
         name_len=int(head["name_len"]),
@@ -199,6 +237,7 @@ def read_header(data: bytes) -> Kind:
         quantiles=int(head["quantiles"]) if has_forecast else 0,
         rows=rows,
         width=int(head["width"]) if rows else 0,
+        scored=version >= 2 and bool(flags & FLAG_SCORE),
     )
     if len(data) != layout.size:
         raise RecordError(f"record is {len(data)} bytes, its header says {layout.size}")
@@ -228,6 +267,21 @@ class StreamRecord:
     #: The last raw observations, oldest first: timestamps [R] and values [R, F].
     history_ts: TimeArray | None = None
     history_values: FloatArray | None = None
+    #: The last reading's target value (NaN: none known), for the naive forecast.
+    last_target: float = math.nan
+    #: The stream's last anomaly: time (-inf: none), value, position, outer interval.
+    anomaly_ts: float = NO_TIMESTAMP
+    anomaly_value: float = math.nan
+    anomaly_position: float = math.nan
+    anomaly_low: float = math.nan
+    anomaly_high: float = math.nan
+    #: Bit i set: the i-th newest row fed (the history's last rows) was an anomaly.
+    anomaly_bits: int = 0
+
+    @property
+    def scored(self) -> bool:
+        """Whether the record carries a score tail (anything scoring needs is known)."""
+        return not math.isnan(self.last_target) or self.anomaly_ts != NO_TIMESTAMP
 
     @property
     def token(self) -> bytes:
@@ -244,17 +298,8 @@ class StreamRecord:
                 raise RecordError("history values must be [rows, features], one row per time")
             record = self
         else:
-            record = StreamRecord(  # a half-given history is no history
-                self.model,
-                self.version,
-                self.fingerprint,
-                self.incarnation,
-                self.seq,
-                self.last_ts,
-                self.state,
-                self.forecast,
-                self.nonce,
-            )
+            # A half-given history is no history.
+            record = dataclasses.replace(self, history_ts=None, history_values=None)
         layout = Layout.of(record)
         try:
             fingerprint = bytes.fromhex(record.fingerprint)
@@ -284,7 +329,9 @@ class StreamRecord:
             row[name] = value
         row["magic"] = MAGIC
         row["format"] = FORMAT_VERSION
-        row["flags"] = FLAG_FORECAST if layout.horizon else 0
+        row["flags"] = (FLAG_FORECAST if layout.horizon else 0) | (
+            FLAG_SCORE if layout.scored else 0
+        )
         row["last_ts"] = record.last_ts
         row["fingerprint"] = np.void(fingerprint)
         row["name"] = np.void(record.model.encode("utf-8"))
@@ -294,6 +341,9 @@ class StreamRecord:
         if layout.rows:
             row["history_ts"] = record.history_ts
             row["history_values"] = record.history_values
+        if layout.scored:
+            for name, _ in _SCORE_FIELDS:
+                row[name] = getattr(record, name)
         return block.tobytes()
 
     @classmethod
@@ -301,6 +351,10 @@ class StreamRecord:
         kind = read_header(data)
         row = np.frombuffer(data, dtype=kind.layout.dtype, count=1)[0]
         layout = kind.layout
+        tail: dict[str, Any] = {}
+        if layout.scored:
+            tail = {name: float(row[name]) for name, _ in _SCORE_FIELDS[:-1]}
+            tail["anomaly_bits"] = int(row["anomaly_bits"])
         return cls(
             model=kind.model,
             version=kind.version,
@@ -313,6 +367,7 @@ class StreamRecord:
             nonce=int(row["nonce"]),
             history_ts=row["history_ts"].astype(np.float64) if layout.rows else None,
             history_values=row["history_values"].astype(np.float32) if layout.rows else None,
+            **tail,
         )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tests.bench import scoring
+
 HERE = Path(__file__).resolve().parent
 
 #: (measurement, how to read it off the results, target, True: at least / False: at most)
@@ -215,6 +217,7 @@ def render(results: dict[str, Any]) -> str:
         f"{ing['counters_delta']['applied']:.0f} applied, "
         f"{ing['counters_delta']['skipped']:.0f} skipped.",
         "",
+        *scoring.render(results),
         f"## 4. Memory at {mem['settings']['streams']:,} streams",
         "",
         _settings_line(mem["settings"]),

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import redis
 
-from tests.bench import floor
+from tests.bench import floor, scoring
 from tests.bench.helpers import (
     bare_server,
     code_version,
@@ -194,12 +194,14 @@ class Bench:
         ]
         return args if rounds is None else [*args, "--rounds", str(rounds)]
 
-    def ingest_args(self, seconds: float, concurrency: int, detail: str) -> list[str]:
+    def ingest_args(
+        self, seconds: float, concurrency: int, detail: str, prefix: str = "b"
+    ) -> list[str]:
         """The ingest runs' load: every ``b`` stream, ``streams_per_request`` at a time, each
         answered in ``detail`` (``summary``: what a high-rate ingest client asks for)."""
         p = self.plan
         args = self.load_args(
-            "b",
+            prefix,
             p.ingest_streams,
             per_request=p.streams_per_request,
             concurrency=concurrency,
@@ -636,6 +638,9 @@ def run(plan: Plan, out_dir: Path, command: str) -> dict[str, Any]:
                 step("ingest: floor, bulk and WebSocket")
                 bench.ingest(service, store.url)
                 load["after_ingest"] = loadavg()
+                step("bulk ingest with scoring on and off")
+                scoring.side_by_side(bench, service, env, workdir / "service-off.log")
+                load["after_scoring"] = loadavg()
                 step("profile")
                 bench.profile(service)
                 step(f"memory at {plan.memory_streams} streams")

@@ -64,6 +64,12 @@ def test_quick_benchmark_writes_consistent_results(tmp_path: Path) -> None:
         assert ingest[path]["stream_updates"] > 0
         assert ingest[path]["all_streams_ok"], ingest[path]
     assert ingest["counters_delta"]["skipped"] == 0
+    # Scoring on and off side by side: both sides ran, every stream answered and applied.
+    scored = results["scoring"]
+    assert scored["on_updates_per_s"] > 0
+    assert scored["off_updates_per_s"] > 0
+    assert scored["all_streams_ok"], scored
+    assert "Scoring on and off" in markdown
 
     memory = results["memory"]
     # One key per stream, and the tenant's stream-count quota (FORECAST_MAX_STREAMS_PER_TENANT).

@@ -45,13 +45,18 @@ def wait_for(prometheus: PrometheusServer, expr: str, what: str) -> list[dict[st
 
 
 def traffic(base: str, round_: int) -> None:
-    """Streams created, observed (with one duplicate) and read, and a stateless forecast."""
+    """Streams created, observed (with one duplicate, then scored readings) and read, and a
+    stateless forecast."""
     model = baked_model()[0]
     stream = f"{base}/v1/streams/mon-{round_}"
     obs = [{"timestamp": 1_800_000_000 + 1800 * i, "value": 30_000.0 + i} for i in range(4)]
     assert httpx.put(stream, json={"model": model}).status_code == 201
     assert httpx.post(f"{stream}/observations", json={"observations": obs}).status_code == 200
     assert httpx.post(f"{stream}/observations", json={"observations": obs[-1:]}).json()["skipped"]
+    # Readings after the stream's first forecast: scored (the live accuracy panels).
+    later = [{"timestamp": 1_800_000_000 + 1800 * i, "value": 30_000.0 + i} for i in range(4, 6)]
+    scored = httpx.post(f"{stream}/observations", json={"observations": later}).json()
+    assert [s["scored"] for s in scored["scores"]] == [True, True]
     assert httpx.get(stream).status_code == 200
     series = {"series": [{"observations": obs}]}
     assert httpx.post(f"{base}/v1/models/{model}/forecast", json=series).status_code == 200

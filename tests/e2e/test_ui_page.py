@@ -328,6 +328,29 @@ def test_readings_flagged_as_anomalies_are_marked(
     assert any("anomaly" in text for text in legend)
 
 
+def test_a_real_anomaly_is_marked_on_the_chart_and_shown_with_the_live_accuracy(
+    service: ServiceProcess, model: dict[str, Any]
+) -> None:
+    """The service's own flags, nothing rewritten: readings of the daily profile the model
+    expects, then one ten times too high."""
+    readings = make_stream(service, model, "spiked")
+    answers = [post(service, "spiked", r) for r in readings[HISTORY + 20 : HISTORY + 24]]
+    ordinary = sum(a["anomalies"] for a in answers)
+    spike = dict(readings[HISTORY + 24])
+    spike["values"] = [10 * v for v in spike["values"]]
+    assert post(service, "spiked", spike)["anomalies"] == 1
+    with browsing() as seen:
+        page = seen.page
+        open_page(page, service.url, "/streams/spiked", READ_KEY)
+        page.wait_for_selector(f'#chart[data-anomalies="{ordinary + 1}"]', timeout=TIMEOUT_MS)
+        shown = page.text_content("#last-anomaly") or ""
+        open_page(page, service.url, f"/models/{model['name']}", None)  # key given
+        page.wait_for_selector("#live-accuracy", timeout=TIMEOUT_MS)
+        headline = page.text_content("#live-headline") or ""
+    assert shown != "none"
+    assert "live last hour" in headline
+
+
 def test_the_page_follows_again_after_the_service_restarts(tmp_path: Path) -> None:
     """On Redis the stream outlives the process: the page reconnects, gets a new snapshot
     and keeps redrawing."""

@@ -116,6 +116,37 @@ def test_a_stream_from_creation_to_deletion(client: ForecastClient, model: Model
         client.delete_stream("life")  # not a retry: a 404 is an answer
 
 
+def test_scores_anomalies_and_live_accuracy_reach_the_client(
+    client: ForecastClient, model: ModelVersion
+) -> None:
+    client.create_stream("scored", model.name, history=readings(model, 0, 10))
+    plain = client.observe("scored", readings(model, 10, 1))
+    (score,) = plain.scores
+    assert score.scored
+    assert score.step == 1
+    assert score.position is not None
+    assert score.timestamp == at(readings(model, 10, 1)[0])
+    spike = Reading(T0 + model.frequency * 11, [300_000.0] * len(model.features))
+    flagged = client.observe("scored", [spike])
+    assert [s.anomaly for s in flagged.anomalies] == [True]
+    assert flagged.scores[0].position == 1.0
+
+    stream = client.get_stream("scored", readings=2)
+    assert stream.last_anomaly is not None
+    assert stream.last_anomaly.timestamp == at(spike)
+    assert stream.last_anomaly.value == 300_000.0
+    assert stream.readings is not None
+    assert [r.anomaly for r in stream.readings] == [score.anomaly, True]
+    (answer,) = client.observe_bulk({"scored": readings(model, 12, 1)}, detail="summary")
+    assert answer.summary is not None
+    assert len(answer.summary.positions) == len(answer.summary.anomaly) == 1
+
+    (live,) = [v.live for v in client.model(model.name) if v.version == model.version]
+    assert live is not None
+    assert live.scored >= 3
+    assert live.anomalies >= 1
+
+
 def test_any_stream_id_travels_as_one_path_segment(
     client: ForecastClient, model: ModelVersion
 ) -> None:

@@ -12,11 +12,12 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Final, cast
+from typing import Any, Final, cast
 
 import numpy as np
 
 from service.api.kserve.wire import InferAnswer, InferRequest, OutputTensor, SequenceControl, bad
+from service.api.v2_scores import step_parameters
 from service.core.observations import synthetic_times
 from service.errors import Conflict, UnknownStream, WrongModel
 from service.forecaster import FloatArray, Forecaster, Observations, ObserveResult
@@ -100,6 +101,7 @@ async def infer(
     The caller must not await between checking the request and calling this: a sequence's
     lock is taken here, and steps queue in the order they reach it.
     """
+    parameters: dict[str, Any] = {}
     if parsed.sequence is None:
         values = await _stateless(forecaster, runtime, parsed)
         model, served = runtime.name, runtime.version
@@ -111,9 +113,16 @@ async def infer(
             raise Conflict("the sequence has no forecast yet", field="sequence_id")
         values = forecast.values[None]
         model, served = result.stream.model, result.stream.version
+        parameters = step_parameters(result)
     made = [OutputTensor(OUTPUT_FORECAST, "FP32", np.asarray(values, dtype=np.float32))]
     outputs = [tensor for tensor in made if tensor.name in parsed.outputs]
-    return InferAnswer(model=model, version=served, request_id=parsed.request_id, outputs=outputs)
+    return InferAnswer(
+        model=model,
+        version=served,
+        request_id=parsed.request_id,
+        outputs=outputs,
+        parameters=parameters,
+    )
 
 
 def _series(parsed: InferRequest, runtime: ModelRuntime, row: int) -> Observations:

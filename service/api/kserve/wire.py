@@ -318,7 +318,8 @@ class InferAnswer:
     version: int
     request_id: str | None
     outputs: list[OutputTensor]
-    #: Extra response parameters (none yet; kept for outputs that carry some).
+    #: Extra response parameters (a sequence step: its reading's anomaly flag, see
+    #: ``service.api.v2_scores``).
     parameters: Mapping[str, Any] = field(default_factory=dict)
 
 

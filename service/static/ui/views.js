@@ -143,6 +143,9 @@ export async function streamView(view, ctx, streamId) {
       h("dt", {}, "forecast"), h("dd", {}, stream.forecast
         ? `${stream.forecast.steps.length} steps of ${stream.forecast.target} after the last reading`
         : "none yet: send a reading"),
+      h("dt", {}, "last anomaly"), h("dd", { id: "last-anomaly" }, stream.last_anomaly
+        ? `${number(stream.last_anomaly.value)} at ${when(stream.last_anomaly.timestamp)} (outside ${number(stream.last_anomaly.low)} … ${number(stream.last_anomaly.high)})`
+        : "none"),
     );
     steps.replaceChildren(h("summary", {}, "Forecast table"), stepsTable(stream.forecast));
     chart.draw(stream, features);
@@ -342,8 +345,29 @@ export async function modelView(view, ctx, name) {
     h("h2", {}, "Held-out accuracy"),
     h("p", { class: "muted" }, "On the test split the model never saw in training, next to the baselines its trainer ran; the best of each column is marked."),
     accuracyTable(chosen),
+    liveAccuracy(chosen),
     h("h2", {}, "Manifest"),
     h("dl", { class: "facts" }, facts.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))])),
+  );
+}
+
+// The last hour's scores of this version on the replica that answered, beside the held-out.
+function liveAccuracy(chosen) {
+  const live = chosen.live;
+  if (!live) return "";
+  const rows = [
+    ["readings scored", String(live.scored)],
+    ["not scored (no forecast issued for them)", String(live.unscored)],
+    ["MAE", number(live.mae)],
+    ["MAE ÷ naive MAE", number(live.relative_mae)],
+    ["outer interval coverage", live.coverage == null ? "—" : `${Math.round(live.coverage * 100)}%`],
+    ["mean pinball loss", number(live.mean_pinball)],
+    ["anomalies", String(live.anomalies)],
+  ];
+  return h("section", { id: "live-accuracy" },
+    h("h2", {}, "Live accuracy, last hour"),
+    h("p", { class: "muted", id: "live-headline" }, chosen.headline ?? ""),
+    h("dl", { class: "facts" }, rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
   );
 }
 
