@@ -90,10 +90,10 @@ class ModelController(Controller):
         responses=answers(ModelDetailOut, "Every served version of the model."),
     )
     async def get_model(
-        self, registry: RegistryDep, forecaster: ForecasterDep, name: FromPath[str]
+        self, registry: RegistryDep, state: State, name: FromPath[str]
     ) -> dict[str, Any]:
         latest = registry.get(name)
-        live = forecaster.engine.live
+        live = forecaster_of(state).engine.live
         return {
             "name": name,
             "latest": latest.version,
