@@ -13,6 +13,7 @@ from typing import Annotated, cast
 import msgspec
 import numpy as np
 
+from service.core.live import quantile_label
 from service.core.scoring import LastAnomaly, ReadingScore
 from service.forecaster import Forecast, ObserveResult, StreamView
 
@@ -201,10 +202,6 @@ class ObserveOut(StreamOut):
     anomalies: Annotated[
         int, msgspec.Meta(description="Applied readings flagged as anomalies.")
     ] = 0
-
-
-def quantile_label(q: float) -> str:
-    return format(q, "g")
 
 
 def step_times(forecast: Forecast) -> list[str] | list[None]:

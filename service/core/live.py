@@ -142,4 +142,5 @@ def headline(accuracy: dict[str, dict[str, float]] | None, live: dict[str, Any])
 
 
 def quantile_label(q: float) -> str:
+    """A quantile as its label in metrics and answers: 0.1 -> "0.1", 0.5 -> "0.5"."""
     return format(q, "g")
