@@ -639,7 +639,7 @@ def run(plan: Plan, out_dir: Path, command: str) -> dict[str, Any]:
                 bench.ingest(service, store.url)
                 load["after_ingest"] = loadavg()
                 step("bulk ingest with scoring on and off")
-                scoring.side_by_side(bench, service, env, workdir / "service-off.log")
+                scoring.side_by_side(bench, env, workdir / "service-scoring.log")
                 load["after_scoring"] = loadavg()
                 step("profile")
                 bench.profile(service)

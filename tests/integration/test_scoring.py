@@ -4,12 +4,13 @@ A known series goes through a running service; the exported ``forecast_score_*``
 must equal what a person computes offline from the forecasts the service answered and the
 readings that followed them. A 20-sigma spike planted in an otherwise normal series is
 flagged on every interface (REST one and several readings, bulk full and summary, WebSocket
-full and summary, SSE events, v2 sequence steps) and no ordinary reading is; a duplicate is
+full and summary, SSE events, v2 sequence steps, MQTT) and no ordinary reading is; a duplicate is
 never scored twice; scoring costs no store command.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections import defaultdict
@@ -24,6 +25,8 @@ import pytest
 import redis
 from websockets.sync import client as ws_client
 
+from tests.support.mosquitto import Mosquitto
+from tests.support.mqtt import collecting, publish
 from tests.support.service_process import ServiceProcess
 from tests.support.sse import subscribed
 
@@ -265,6 +268,34 @@ def test_a_planted_spike_is_flagged_on_every_interface_and_nothing_else(
     assert marked == [T0 + HOUR * (WARM + SPIKE)]
     # One anomaly per interface's stream (SSE heard the REST stream's), counted per model.
     assert total(metrics(base), "forecast_anomalies_total") == 7
+
+
+async def test_the_spike_is_flagged_in_what_mqtt_publishes(
+    model_repository: Path, redis_url: str, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """The MQTT bridge publishes the answers the engine made, scores and flags included."""
+    env = {
+        "FORECAST_MODEL_REPOSITORY": str(model_repository),
+        "FORECAST_STORE_URL": redis_url,
+        "FORECAST_MQTT_URL": mosquitto.url,
+    }
+    values = series(7)
+    with ServiceProcess(env, log=tmp_path / "service.log") as process:
+        create(process.url, "mqtt", values)
+        async with collecting(mosquitto.url, "forecasts/mqtt", "errors/#") as heard:
+            messages = [
+                ("sensors/mqtt/readings", json.dumps(reading(j, values[j])).encode())
+                for j in range(WARM, WARM + LENGTH)
+            ]
+            await asyncio.sleep(0.5)  # the subscription above is in before the first reading
+            await publish(mosquitto.url, messages)
+            answers = await heard.wait_for("forecasts/mqtt", LENGTH, within=30.0)
+    assert heard.on("errors/mqtt") == []
+    assert [a["seq"] for a in answers] == list(range(WARM + 1, WARM + LENGTH + 1))
+    assert [s["anomaly"] for a in answers for s in a["scores"]] == [
+        j == SPIKE for j in range(LENGTH)
+    ]
+    assert [a["anomalies"] for a in answers] == [int(j == SPIKE) for j in range(LENGTH)]
 
 
 def test_a_duplicate_is_never_scored_twice(service: ServiceProcess) -> None:
