@@ -31,11 +31,15 @@ _DATETIME = TypeAdapter(datetime)
 _SECONDS_LIMIT = 9e9
 _MS_LIMIT = 7.2e12
 _MS_WATERSHED = 2e10
+#: Where the fast rule's milliseconds begin. pydantic-core versions disagree about numbers
+#: in (2e10, 2e10 + 1): up to 2.46 their whole part decides (seconds), from 2.50 the number
+#: itself (milliseconds). Those go through pydantic, so the answer is whatever it says.
+_MS_FAST_FROM = _MS_WATERSHED + 1
 
 
 def _fast(numbers: np.ndarray) -> np.ndarray:
     return (numbers >= 0) & (
-        (numbers < _SECONDS_LIMIT) | ((numbers > _MS_WATERSHED) & (numbers < _MS_LIMIT))
+        (numbers < _SECONDS_LIMIT) | ((numbers >= _MS_FAST_FROM) & (numbers < _MS_LIMIT))
     )
 
 
@@ -81,7 +85,7 @@ def _epoch_of_number(number: float) -> float:
 
 
 def _is_fast(number: float) -> bool:
-    return 0 <= number < _SECONDS_LIMIT or _MS_WATERSHED < number < _MS_LIMIT
+    return 0 <= number < _SECONDS_LIMIT or _MS_FAST_FROM <= number < _MS_LIMIT
 
 
 def epochs(values: Sequence[float | str]) -> TimeArray:
